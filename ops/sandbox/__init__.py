@@ -1,0 +1,1 @@
+"""The embedded default: a throwaway PostgreSQL and a real OpenSSH server on loopback."""

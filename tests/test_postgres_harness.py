@@ -1,0 +1,28 @@
+import asyncio
+
+import asyncpg
+import pytest
+
+
+def test_pg15_server_accepts_password_login(pg15, make_db):
+    url = make_db(pg15)
+
+    async def go():
+        conn = await asyncpg.connect(**url.connect_kwargs())
+        try:
+            return await conn.fetchval("show server_version_num")
+        finally:
+            await conn.close()
+
+    assert asyncio.run(go()).startswith("15")
+
+
+def test_pg15_refuses_a_wrong_password(pg15, make_db):
+    url = make_db(pg15)
+    kwargs = url.connect_kwargs() | {"password": "wrong"}
+
+    async def go():
+        await asyncpg.connect(**kwargs)
+
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        asyncio.run(go())
