@@ -1,0 +1,30 @@
+"""The backup file format: one streamable ``.mmops`` file per backup.
+
+Layout, from :mod:`ops.archive.format`::
+
+    MAGIC+version | H header JSON | B/C/E member records (interleaved) | M manifest | trailer
+
+Write with :class:`ArchiveWriter` (thread-safe, strictly sequential, atomic rename on commit),
+read with :class:`ArchiveReader` / :func:`read_manifest` (O(1), no decompression), check
+everything with :func:`verify_archive`.  Backups are named ``<db>-<UTC timestamp>.mmops``.
+"""
+
+from __future__ import annotations
+
+from .format import FILE_SUFFIX, FORMAT_VERSION
+from .manifest import MemberInfo
+from .reader import ArchiveReader, read_manifest
+from .verify import VerifyReport, verify_archive
+from .writer import ArchiveWriter, MemberWriter
+
+__all__ = [
+    "FILE_SUFFIX",
+    "FORMAT_VERSION",
+    "ArchiveReader",
+    "ArchiveWriter",
+    "MemberInfo",
+    "MemberWriter",
+    "VerifyReport",
+    "read_manifest",
+    "verify_archive",
+]

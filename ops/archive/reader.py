@@ -1,0 +1,289 @@
+"""Open a backup file: check its header and trailer, load the manifest, read members.
+
+Opening costs O(1) reads (fixed header, header record, trailer, manifest); data is only read,
+decompressed and checksummed when a member is asked for.  Reads are positional (``pread``), so
+one reader may serve several threads reading different members.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ops.errors import ArchiveError, FormatVersionError
+
+from .format import (
+    FIXED_HEADER_SIZE,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MAGIC,
+    MAX_CHUNK_SIZE,
+    MAX_MANIFEST,
+    MAX_SMALL_JSON,
+    REC_CHUNK,
+    REC_HEADER,
+    REC_MANIFEST,
+    RECORD_HEADER_SIZE,
+    TRAILER_MAGIC,
+    TRAILER_SIZE,
+    CorruptChunk,
+    decode_chunk,
+    load_json_object,
+    unpack_fixed_header,
+    unpack_record_header,
+    unpack_trailer,
+)
+from .manifest import MemberInfo, parse_members
+
+
+def corrupt_member(path: Path, name: str, what: str) -> ArchiveError:
+    """The one-sentence error for a damaged member."""
+    return ArchiveError(
+        f"Backup file {path} is corrupt: member {name!r} {what}; "
+        "restore from another backup or make a new one."
+    )
+
+
+class ArchiveReader:
+    """Read-only view of one backup file; use as a context manager.
+
+    Attributes: ``header`` (the header record), ``manifest`` (the whole manifest dict),
+    ``members`` (its member list), ``data_start``/``data_end`` (the byte range of the
+    member records, between the header record and the manifest record).
+    """
+
+    header: dict[str, Any]
+    manifest: dict[str, Any]
+    members: list[MemberInfo]
+    data_start: int
+    data_end: int
+    size: int
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError as exc:
+            raise ArchiveError(f"Backup file {self.path} does not exist.") from exc
+        except OSError as exc:
+            raise ArchiveError(f"Cannot open backup file {self.path}: {exc.strerror}.") from exc
+        self._seek_lock = threading.Lock()  # only used where pread is unavailable
+        try:
+            self._load()
+        except BaseException:
+            self.close()
+            raise
+        self._by_name = {member.name: member for member in self.members}
+
+    # -- context manager -------------------------------------------------------------------
+
+    def __enter__(self) -> ArchiveReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    # -- members ---------------------------------------------------------------------------
+
+    @property
+    def chunk_size(self) -> int:
+        """The largest raw size a chunk of this file may have."""
+        return int(self.header["chunk_size"])
+
+    def member(self, name: str) -> MemberInfo:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise ArchiveError(f"Backup file {self.path} has no member {name!r}.") from None
+
+    def read_member(self, name: str) -> bytes:
+        """A small member's whole content, checksum verified."""
+        return b"".join(self.iter_member(name))
+
+    def iter_member(self, name: str, *, verify: bool = True) -> Iterator[bytes]:
+        """Yield a member's decompressed chunks in order.
+
+        Every chunk must be one complete zstd frame whose own checksum holds; at the end the
+        total size must match the manifest and, with ``verify``, so must the sha256.  Errors
+        are raised where they are found, so a consumer may already hold earlier chunks: a
+        restore must treat the stream as untrusted until the iterator is exhausted.
+        """
+        info = self.member(name)
+        sha = hashlib.sha256() if verify else None
+        total = 0
+        for index in range(len(info.chunks)):
+            raw = self.read_chunk(info, index)
+            total += len(raw)
+            if sha is not None:
+                sha.update(raw)
+            yield raw
+        if total != info.raw_size:
+            raise corrupt_member(
+                self.path, name, f"has {total} bytes instead of the {info.raw_size} listed"
+            )
+        if sha is not None and sha.hexdigest() != info.sha256:
+            raise corrupt_member(self.path, name, "does not match its sha256 checksum")
+
+    def read_chunk(self, info: MemberInfo, index: int) -> bytes:
+        """Decompress chunk ``index`` of ``info``, checking its record header and frame."""
+        offset, length = info.chunks[index]
+        record = self._read_at(offset - RECORD_HEADER_SIZE, RECORD_HEADER_SIZE + length)
+        where = f"chunk {index} at offset {offset}"
+        if len(record) != RECORD_HEADER_SIZE + length:
+            raise corrupt_member(self.path, info.name, f"{where} is cut short")
+        rtype, _member_id, rec_len = unpack_record_header(record[:RECORD_HEADER_SIZE])
+        if rtype != REC_CHUNK or rec_len != length:
+            raise corrupt_member(self.path, info.name, f"{where} is not where the manifest says")
+        try:
+            return decode_chunk(record[RECORD_HEADER_SIZE:], limit=self.chunk_size)
+        except CorruptChunk as exc:
+            raise corrupt_member(self.path, info.name, f"{where} {exc}") from exc
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        self.size = os.fstat(self._fd).st_size
+        head = self._read_at(0, FIXED_HEADER_SIZE)
+        if len(head) < FIXED_HEADER_SIZE or not head.startswith(MAGIC):
+            if head and (MAGIC.startswith(head) or head.startswith(MAGIC)):
+                raise self._truncated()
+            raise ArchiveError(f"{self.path} is not a markdown-manager-ops backup.")
+        _magic, version = unpack_fixed_header(head)
+        self._check_version(version)
+        self.header = self._load_header()
+        self.data_start = FIXED_HEADER_SIZE + RECORD_HEADER_SIZE + self._header_len
+        manifest_offset, manifest_bytes = self._load_trailer()
+        self.data_end = manifest_offset - RECORD_HEADER_SIZE
+        try:
+            manifest = load_json_object(manifest_bytes)
+        except ValueError as exc:
+            raise self._invalid_manifest("it is not a JSON object") from exc
+        if manifest.get("format") != FORMAT_NAME or manifest.get("format_version") != version:
+            raise self._invalid_manifest("its format name or version disagrees with the header")
+        try:
+            members = parse_members(manifest)
+        except ValueError as exc:
+            raise self._invalid_manifest(str(exc)) from exc
+        for member in members:
+            for offset, length in member.chunks:
+                if offset - RECORD_HEADER_SIZE < self.data_start or offset + length > self.data_end:
+                    raise self._invalid_manifest(
+                        f"member {member.name!r} has a chunk outside the data area"
+                    )
+        self.manifest = manifest
+        self.members = members
+
+    def _check_version(self, version: int) -> None:
+        if version > FORMAT_VERSION:
+            raise FormatVersionError(
+                f"{self.path} uses backup format version {version}, newer than the version "
+                f"{FORMAT_VERSION} this markdown-manager-ops reads; upgrade markdown-manager-ops."
+            )
+        if version < FORMAT_VERSION:
+            raise FormatVersionError(
+                f"{self.path} uses the old backup format version {version}, which this "
+                f"markdown-manager-ops (format {FORMAT_VERSION}) no longer reads; "
+                "use an older release to read it."
+            )
+
+    def _load_header(self) -> dict[str, Any]:
+        record = self._read_at(FIXED_HEADER_SIZE, RECORD_HEADER_SIZE)
+        if len(record) < RECORD_HEADER_SIZE:
+            raise self._truncated()
+        rtype, member_id, length = unpack_record_header(record)
+        if rtype != REC_HEADER or member_id != 0 or length > MAX_SMALL_JSON:
+            raise ArchiveError(f"Backup file {self.path} is corrupt: its header record is garbled.")
+        payload = self._read_at(FIXED_HEADER_SIZE + RECORD_HEADER_SIZE, length)
+        if len(payload) < length:
+            raise self._truncated()
+        try:
+            header = load_json_object(payload)
+        except ValueError as exc:
+            raise ArchiveError(
+                f"Backup file {self.path} is corrupt: its header record is garbled."
+            ) from exc
+        chunk_size = header.get("chunk_size")
+        if not (isinstance(chunk_size, int) and 0 < chunk_size <= MAX_CHUNK_SIZE):
+            raise ArchiveError(
+                f"Backup file {self.path} is corrupt: its header has no valid chunk size."
+            )
+        self._header_len = length
+        return header
+
+    def _load_trailer(self) -> tuple[int, bytes]:
+        """Return (manifest payload offset, manifest bytes) or raise 'truncated'."""
+        if self.size < self.data_start + RECORD_HEADER_SIZE + TRAILER_SIZE:
+            raise self._truncated()
+        trailer = self._read_at(self.size - TRAILER_SIZE, TRAILER_SIZE)
+        magic, offset, length, crc = unpack_trailer(trailer)
+        if (
+            magic != TRAILER_MAGIC
+            or length > MAX_MANIFEST
+            or offset - RECORD_HEADER_SIZE < self.data_start
+            or offset + length != self.size - TRAILER_SIZE
+        ):
+            raise self._truncated()
+        record = self._read_at(offset - RECORD_HEADER_SIZE, RECORD_HEADER_SIZE + length)
+        rtype, member_id, rec_len = unpack_record_header(record[:RECORD_HEADER_SIZE])
+        manifest = record[RECORD_HEADER_SIZE:]
+        if rtype != REC_MANIFEST or member_id != 0 or rec_len != length:
+            raise self._truncated()
+        if zlib.crc32(manifest) != crc:
+            raise self._truncated()
+        return offset, manifest
+
+    def _truncated(self) -> ArchiveError:
+        started = ""
+        header = getattr(self, "header", None)
+        if header:
+            started = (
+                f"; it was started at {header.get('created_at')} by markdown-manager-ops "
+                f"{header.get('tool_version')} and never finished"
+            )
+        return ArchiveError(
+            f"Backup file {self.path} is truncated or incomplete (no valid trailer){started}."
+        )
+
+    def _invalid_manifest(self, why: str) -> ArchiveError:
+        return ArchiveError(f"Backup file {self.path} has an invalid manifest: {why}.")
+
+    def _read_at(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes at ``offset`` (fewer only at end of file)."""
+        if offset < 0:
+            return b""
+        parts = []
+        while size > 0:
+            if hasattr(os, "pread"):
+                part = os.pread(self._fd, size, offset)
+            else:  # pragma: no cover - Windows
+                with self._seek_lock:
+                    os.lseek(self._fd, offset, os.SEEK_SET)
+                    part = os.read(self._fd, size)
+            if not part:
+                break
+            parts.append(part)
+            offset += len(part)
+            size -= len(part)
+        return b"".join(parts)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of a backup file, without reading or decompressing any data (for inspect)."""
+    with ArchiveReader(path) as reader:
+        return reader.manifest

@@ -1,0 +1,205 @@
+"""Verify a whole backup file: structure, every chunk, every checksum.
+
+One sequential pass from the header record to the manifest record does both jobs that
+``verify`` promises: it checks the record stream's structure against the manifest (each member
+begins once, every chunk belongs to a listed, open member and sits exactly at the offset the
+manifest lists, each member ends with the size and checksum the manifest lists, nothing else
+is in between) and it decompresses every chunk and recomputes every member's sha256.  Reading
+front to back keeps I/O sequential and memory at one chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ops.errors import ArchiveError
+
+from .format import (
+    MAX_SMALL_JSON,
+    REC_BEGIN,
+    REC_CHUNK,
+    REC_END,
+    RECORD_HEADER_SIZE,
+    CorruptChunk,
+    decode_chunk,
+    load_json_object,
+    unpack_record_header,
+)
+from .manifest import MemberInfo
+from .reader import ArchiveReader, corrupt_member
+
+VerifyProgress = Callable[[int, int, str], None]
+"""Called after each chunk with (stored bytes checked, total stored bytes, member name)."""
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    path: Path
+    members: int
+    raw_bytes: int
+    stored_bytes: int
+    ok: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "members": self.members,
+            "raw_bytes": self.raw_bytes,
+            "stored_bytes": self.stored_bytes,
+            "ok": self.ok,
+        }
+
+
+@dataclass
+class _Seen:
+    info: MemberInfo
+    next_chunk: int = 0
+    raw_size: int = 0
+    sha: Any = field(default_factory=hashlib.sha256)
+    ended: bool = False
+
+
+def verify_archive(path: Path, progress: VerifyProgress | None = None) -> VerifyReport:
+    """Check everything in a backup file; raise ArchiveError naming the first bad member."""
+    path = Path(path)
+    with ArchiveReader(path) as reader:
+        with open(path, "rb", buffering=1 << 20) as stream:
+            stream.seek(reader.data_start)
+            _Scan(reader, stream, progress).run()
+        return VerifyReport(
+            path=path,
+            members=len(reader.members),
+            raw_bytes=sum(m.raw_size for m in reader.members),
+            stored_bytes=sum(m.stored_size for m in reader.members),
+            ok=True,
+        )
+
+
+class _Scan:
+    def __init__(
+        self, reader: ArchiveReader, stream: BinaryIO, progress: VerifyProgress | None
+    ) -> None:
+        self.reader = reader
+        self.path = reader.path
+        self.stream = stream
+        self.progress = progress
+        self.listed = {member.name: member for member in reader.members}
+        self.by_id: dict[int, _Seen] = {}
+        self.begun: set[str] = set()
+        self.done_stored = 0
+        self.total_stored = sum(member.stored_size for member in reader.members)
+        # payload offset -> member name, to name the member whose chunk header is damaged
+        self.chunk_owner = {
+            offset: member.name for member in reader.members for offset, _ in member.chunks
+        }
+
+    def run(self) -> None:
+        pos = self.reader.data_start
+        end = self.reader.data_end
+        while pos < end:
+            head = self.stream.read(RECORD_HEADER_SIZE)
+            if len(head) < RECORD_HEADER_SIZE:
+                raise self._record_error(pos, "is cut short")
+            rtype, member_id, length = unpack_record_header(head)
+            payload_offset = pos + RECORD_HEADER_SIZE
+            if payload_offset + length > end:
+                raise self._record_error(pos, "runs into the manifest")
+            if rtype == REC_BEGIN:
+                self._begin(pos, member_id, self._small(pos, length))
+            elif rtype == REC_CHUNK:
+                self._chunk(pos, member_id, payload_offset, length)
+            elif rtype == REC_END:
+                self._end(pos, member_id, self._small(pos, length))
+            else:
+                raise self._record_error(pos, f"has the unexpected type {rtype!r}")
+            pos = payload_offset + length
+        for name in self.listed:
+            if name not in self.begun:
+                raise corrupt_member(self.path, name, "is listed in the manifest but has no data")
+        for seen in self.by_id.values():
+            if not seen.ended:
+                raise corrupt_member(self.path, seen.info.name, "has no end record")
+
+    def _small(self, pos: int, length: int) -> dict[str, Any]:
+        if length > MAX_SMALL_JSON:
+            raise self._stream_error(f"the record at offset {pos} is implausibly large")
+        try:
+            return load_json_object(self.stream.read(length))
+        except ValueError as exc:
+            raise self._stream_error(f"the record at offset {pos} is garbled") from exc
+
+    def _begin(self, pos: int, member_id: int, body: dict[str, Any]) -> None:
+        name = body.get("name")
+        if not isinstance(name, str) or member_id != len(self.by_id) + 1:
+            raise self._stream_error(f"the member record at offset {pos} is garbled")
+        info = self.listed.get(name)
+        if info is None:
+            raise corrupt_member(self.path, name, f"begins at offset {pos} but is not listed")
+        if name in self.begun:
+            raise corrupt_member(self.path, name, f"begins a second time at offset {pos}")
+        if body.get("kind") != info.kind:
+            raise corrupt_member(self.path, name, "has a different kind than its manifest entry")
+        self.begun.add(name)
+        self.by_id[member_id] = _Seen(info)
+
+    def _open_member(self, pos: int, member_id: int) -> _Seen:
+        seen = self.by_id.get(member_id)
+        if seen is None:
+            raise self._record_error(pos, "belongs to no member")
+        if seen.ended:
+            raise corrupt_member(self.path, seen.info.name, f"has a record after its end at {pos}")
+        return seen
+
+    def _chunk(self, pos: int, member_id: int, payload_offset: int, length: int) -> None:
+        seen = self._open_member(pos, member_id)
+        info = seen.info
+        index = seen.next_chunk
+        if index >= len(info.chunks) or info.chunks[index] != (payload_offset, length):
+            raise corrupt_member(
+                self.path, info.name, f"has a chunk at offset {payload_offset} its manifest lacks"
+            )
+        frame = self.stream.read(length)
+        if len(frame) != length:
+            raise corrupt_member(self.path, info.name, f"chunk {index} is cut short")
+        try:
+            raw = decode_chunk(frame, limit=self.reader.chunk_size)
+        except CorruptChunk as exc:
+            raise corrupt_member(
+                self.path, info.name, f"chunk {index} at offset {payload_offset} {exc}"
+            ) from exc
+        seen.sha.update(raw)
+        seen.raw_size += len(raw)
+        seen.next_chunk += 1
+        self.done_stored += length
+        if self.progress is not None:
+            self.progress(self.done_stored, self.total_stored, info.name)
+
+    def _end(self, pos: int, member_id: int, body: dict[str, Any]) -> None:
+        seen = self._open_member(pos, member_id)
+        info = seen.info
+        if seen.next_chunk != len(info.chunks) or body.get("chunk_count") != len(info.chunks):
+            raise corrupt_member(self.path, info.name, "has a different number of chunks")
+        if seen.raw_size != info.raw_size or body.get("raw_size") != info.raw_size:
+            raise corrupt_member(
+                self.path, info.name, f"has {seen.raw_size} bytes instead of {info.raw_size}"
+            )
+        if seen.sha.hexdigest() != info.sha256 or body.get("sha256") != info.sha256:
+            raise corrupt_member(self.path, info.name, "does not match its sha256 checksum")
+        seen.ended = True
+
+    def _record_error(self, pos: int, what: str) -> ArchiveError:
+        """A damaged record at ``pos``: name the member if the manifest puts a chunk there."""
+        owner = self.chunk_owner.get(pos + RECORD_HEADER_SIZE)
+        if owner is not None:
+            return corrupt_member(self.path, owner, f"chunk record at offset {pos}: {what}")
+        return self._stream_error(f"the record at offset {pos} {what}")
+
+    def _stream_error(self, what: str) -> ArchiveError:
+        return ArchiveError(
+            f"Backup file {self.path} is corrupt: {what}; "
+            "restore from another backup or make a new one."
+        )

@@ -1,0 +1,334 @@
+"""Write a backup file as one sequential stream, from one or several threads.
+
+Parallelism model: every :class:`MemberWriter` buffers and hashes its own raw bytes and
+compresses each full chunk in the *calling* thread (python-zstandard releases the GIL), then
+takes the :class:`ArchiveWriter`'s lock only to append the finished record.  One member is
+written by one thread at a time; different members may be written from different threads.
+
+Atomicity: the file is created 0600 as ``.<name>.partial-<random>`` next to the final path and
+only :meth:`ArchiveWriter.commit` (manifest, trailer, fsync of file and directory) gives it its
+final name.  Any failure, :meth:`ArchiveWriter.abort` or leaving the ``with`` block without a
+commit removes the partial file.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import secrets
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+import ops
+from ops.errors import ArchiveError
+
+from .format import (
+    COMPRESSION,
+    DEFAULT_CHUNK_SIZE,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MAX_CHUNK_SIZE,
+    REC_BEGIN,
+    REC_CHUNK,
+    REC_END,
+    REC_HEADER,
+    REC_MANIFEST,
+    dump_json,
+    new_compressor,
+    pack_fixed_header,
+    pack_record_header,
+    pack_trailer,
+)
+from .manifest import MemberInfo, build_manifest
+
+
+class _State(enum.Enum):
+    OPEN = "open"
+    FAILED = "failed"  # a write failed: only abort() remains
+    COMMITTED = "committed"
+    ABORTED = "aborted"
+
+
+class ArchiveWriter:
+    """Create one backup file at ``final_path``; use as a context manager.
+
+    ``level`` is the zstd level, ``chunk_size`` the raw bytes per compressed frame (memory per
+    open member is about twice that).
+    """
+
+    def __init__(
+        self, final_path: Path, *, level: int = 3, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> None:
+        if not 0 < chunk_size <= MAX_CHUNK_SIZE:
+            raise ValueError(f"chunk_size must be in 1..{MAX_CHUNK_SIZE}, not {chunk_size}")
+        self.final_path = Path(final_path)
+        self.level = level
+        self.chunk_size = chunk_size
+        self._lock = threading.Lock()
+        self._state = _State.OPEN
+        self._offset = 0
+        self._members: list[MemberWriter] = []  # in member-id order (id = index + 1)
+        self._names: set[str] = set()
+        directory = self.final_path.parent
+        self.partial_path = directory / (f".{self.final_path.name}.partial-{secrets.token_hex(8)}")
+        if self.final_path.exists():
+            raise ArchiveError(
+                f"Backup file {self.final_path} already exists; refusing to overwrite it."
+            )
+        try:
+            fd = os.open(
+                self.partial_path,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                0o600,
+            )
+        except OSError as exc:
+            raise ArchiveError(
+                f"Cannot create a backup file in {directory}: {exc.strerror or exc}."
+            ) from exc
+        self._file: BinaryIO = os.fdopen(fd, "wb")
+        self.header: dict[str, Any] = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "tool_version": ops.__version__,
+            "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "compression": COMPRESSION,
+            "chunk_size": chunk_size,
+        }
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask did
+            with self._lock:
+                self._write(pack_fixed_header())
+                self._append_locked(REC_HEADER, 0, dump_json(self.header))
+        except BaseException:
+            self.abort()
+            raise
+
+    # -- context manager -------------------------------------------------------------------
+
+    def __enter__(self) -> ArchiveWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._state is not _State.COMMITTED:
+            self.abort()
+
+    # -- public API --------------------------------------------------------------------------
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes appended to the file so far (its size once buffers are flushed)."""
+        return self._offset
+
+    def open_member(self, name: str, kind: str) -> MemberWriter:
+        """Start a member; write it with :meth:`MemberWriter.write`, finish with ``close()``."""
+        with self._lock:
+            self._check_open_locked()
+            if name in self._names:
+                raise ValueError(f"member {name!r} was already added to {self.partial_path}")
+            member = MemberWriter(self, len(self._members) + 1, name, kind)
+            self._append_locked(
+                REC_BEGIN, member.member_id, dump_json({"name": name, "kind": kind})
+            )
+            self._names.add(name)
+            self._members.append(member)
+        return member
+
+    def add_member(self, name: str, kind: str, data: bytes) -> MemberInfo:
+        """Write a small member in one go."""
+        member = self.open_member(name, kind)
+        member.write(data)
+        return member.close()
+
+    def commit(self, meta: dict[str, Any]) -> Path:
+        """Append the manifest (``meta`` + members) and trailer, fsync, rename; return the path.
+
+        Every member must be closed.  On any failure the partial file is removed.
+        """
+        try:
+            with self._lock:
+                self._check_open_locked()
+                infos = []
+                for member in self._members:
+                    if member.info is None:
+                        raise RuntimeError(f"member {member.name!r} is still open at commit")
+                    infos.append(member.info)
+                manifest = dump_json(build_manifest(meta, self.header, infos))
+                manifest_offset = self._append_locked(REC_MANIFEST, 0, manifest)
+                self._write(pack_trailer(manifest_offset, manifest))
+                try:
+                    self._file.flush()
+                    os.fsync(self._file.fileno())
+                    self._file.close()
+                    _link_no_clobber(self.partial_path, self.final_path)
+                    _fsync_dir(self.final_path.parent)
+                except FileExistsError as exc:
+                    raise ArchiveError(
+                        f"Backup file {self.final_path} already exists; refusing to overwrite it."
+                    ) from exc
+                except OSError as exc:
+                    raise ArchiveError(
+                        f"Could not finish backup file {self.final_path}: {exc.strerror or exc}."
+                    ) from exc
+                self._state = _State.COMMITTED
+        except BaseException:
+            self.abort()
+            raise
+        return self.final_path
+
+    def abort(self) -> None:
+        """Discard the partial file.  Safe to call more than once; no-op after commit."""
+        with self._lock:
+            if self._state in (_State.COMMITTED, _State.ABORTED):
+                return
+            self._state = _State.ABORTED
+            try:
+                self._file.close()
+            except OSError:
+                pass  # the file is being thrown away; a failed flush changes nothing
+            try:
+                os.unlink(self.partial_path)
+            except FileNotFoundError:
+                pass
+
+    # -- used by MemberWriter ----------------------------------------------------------------
+
+    def _append(self, rtype: bytes, member_id: int, payload: bytes) -> int:
+        """Append one record; return the file offset of its payload."""
+        with self._lock:
+            self._check_open_locked()
+            return self._append_locked(rtype, member_id, payload)
+
+    def _append_locked(self, rtype: bytes, member_id: int, payload: bytes) -> int:
+        self._write(pack_record_header(rtype, member_id, len(payload)))
+        payload_offset = self._offset
+        self._write(payload)
+        return payload_offset
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            # Keep the file consistent for nobody: later appends from other threads must fail too.
+            self._state = _State.FAILED
+            raise ArchiveError(
+                f"Could not write backup file {self.partial_path}: {exc.strerror or exc}."
+            ) from exc
+        self._offset += len(data)
+
+    def _check_open_locked(self) -> None:
+        if self._state is not _State.OPEN:
+            raise ArchiveError(
+                f"Backup file {self.final_path} is already {self._state.value}; "
+                "nothing more can be written to it."
+            )
+
+
+class MemberWriter:
+    """Writes one member's bytes in chunks.  Not for use by two threads at once."""
+
+    def __init__(self, archive: ArchiveWriter, member_id: int, name: str, kind: str) -> None:
+        self._archive = archive
+        self.member_id = member_id
+        self.name = name
+        self.kind = kind
+        self.info: MemberInfo | None = None
+        self._chunk_size = archive.chunk_size
+        self._compressor = new_compressor(archive.level)
+        self._buffer = bytearray()
+        self._sha = hashlib.sha256()
+        self._raw_size = 0
+        self._chunks: list[tuple[int, int]] = []
+
+    def __enter__(self) -> MemberWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None and self.info is None:
+            self.close()
+
+    def write(self, raw: bytes | bytearray | memoryview) -> None:
+        """Add raw bytes; each full chunk is compressed here, in the calling thread."""
+        if self.info is not None:
+            raise ValueError(f"member {self.name!r} is already closed")
+        view = memoryview(raw).cast("B")
+        self._sha.update(view)
+        self._raw_size += len(view)
+        size = self._chunk_size
+        if self._buffer:
+            take = size - len(self._buffer)
+            self._buffer += view[:take]
+            view = view[take:]
+            if len(self._buffer) < size:
+                return
+            self._emit(self._buffer)
+            self._buffer = bytearray()
+        while len(view) >= size:  # whole chunks straight from the caller's buffer, no copy
+            self._emit(view[:size])
+            view = view[size:]
+        if view:
+            self._buffer += view
+
+    def close(self) -> MemberInfo:
+        """Flush the last partial chunk, append the member-end record, return its manifest entry."""
+        if self.info is not None:
+            return self.info
+        if self._buffer:
+            self._emit(self._buffer)
+            self._buffer = bytearray()
+        digest = self._sha.hexdigest()
+        end = {"raw_size": self._raw_size, "sha256": digest, "chunk_count": len(self._chunks)}
+        self._archive._append(REC_END, self.member_id, dump_json(end))
+        self.info = MemberInfo(
+            name=self.name,
+            kind=self.kind,
+            raw_size=self._raw_size,
+            stored_size=sum(length for _, length in self._chunks),
+            sha256=digest,
+            chunks=tuple(self._chunks),
+        )
+        return self.info
+
+    def _emit(self, raw: bytes | bytearray | memoryview) -> None:
+        frame = self._compressor.compress(raw)  # outside the lock: this is the parallel part
+        offset = self._archive._append(REC_CHUNK, self.member_id, frame)
+        self._chunks.append((offset, len(frame)))
+
+
+def _link_no_clobber(partial: Path, final: Path) -> None:
+    """Give ``partial`` the name ``final`` atomically, never replacing an existing file."""
+    try:
+        os.link(partial, final)
+    except FileExistsError:
+        raise
+    except OSError:
+        # Filesystems without hard links: rename, after a (racy but honest) existence check.
+        if final.exists():
+            raise FileExistsError(final) from None
+        os.rename(partial, final)
+        return
+    os.unlink(partial)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+__all__ = ["ArchiveWriter", "MemberWriter"]
