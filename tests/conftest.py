@@ -64,3 +64,35 @@ def make_db(request: pytest.FixtureRequest) -> Iterator[Callable[..., DbUrl]]:
     yield factory
     for srv, name in created:
         srv.dropdb(name)
+
+
+# ---- sshd (sandbox) ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Iterator[SshServer]:  # noqa: F821 - imported below, kept with the fixture
+    """A real OpenSSH sshd on 127.0.0.1 for the whole session (ops.sandbox.sshd.SshServer).
+
+    As root it logs in as a fresh throwaway user (removed at the end); otherwise as you.
+    ``sshd.ssh_argv("cmd", ...)``, ``sshd.ssh_config`` + ``sshd.alias``, ``sshd.known_hosts``,
+    ``sshd.client_key``, ``sshd.host_key_fingerprint``, ``sshd.write_user_file(...)``.
+    """
+    import shutil
+
+    from ops.sandbox.sshd import INSTALL_HINT as SSHD_INSTALL_HINT
+    from ops.sandbox.sshd import SSHD as SSHD_BINARY
+    from ops.sandbox.sshd import SshServer, unique_login_user
+
+    if not SSHD_BINARY.exists():
+        if IN_CI:
+            pytest.fail(f"OpenSSH sshd is required in CI but {SSHD_BINARY} is missing")
+        pytest.skip(f"OpenSSH server not installed ({SSHD_BINARY} missing): {SSHD_INSTALL_HINT}")
+    base = Path(tempfile.mkdtemp(prefix="mmops-test-sshd-"))
+    user = unique_login_user() if os.geteuid() == 0 else None
+    server = SshServer(state_dir=base / "sshd", login_user=user)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
