@@ -1,0 +1,373 @@
+"""Restore a backup archive in ONE transaction: all or nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from ..archive import ArchiveReader
+from ..dburl import DbUrl
+from ..errors import ArchiveError, OpsError, RestoreFailed, RestoreRefused, UsageError
+from .backup import SCHEMA_MEMBER
+from .catalog import SchemaDump, TableDef, qualified, quote_ident
+from .connection import connection
+from .restore_policy import check_restore_allowed, load_order
+from .results import (
+    Progress,
+    ProgressCallback,
+    RestoreMode,
+    RestorePlan,
+    RestoreResult,
+    TableSummary,
+)
+from .selection import select_tables, unmatched_patterns
+from .target import TargetState, objects_in_schemas, read_target, row_counts
+
+Table = tuple[str, str]
+
+
+class _Backup:
+    """The parts of an archive a restore needs, read once."""
+
+    def __init__(self, reader: ArchiveReader) -> None:
+        self.reader = reader
+        self.manifest: dict[str, Any] = reader.manifest
+        self.schema = SchemaDump.from_json(json.loads(reader.read_member(SCHEMA_MEMBER)))
+        self.tables: dict[Table, dict[str, Any]] = {
+            (t["schema"], t["name"]): t for t in self.manifest["tables"]
+        }
+        self.defs: dict[Table, TableDef] = {(t.schema, t.name): t for t in self.schema.tables}
+
+    def columns(self) -> dict[Table, Sequence[str]]:
+        return {k: tuple(v["columns"]) for k, v in self.tables.items()}
+
+
+def _selected(backup: _Backup, patterns: Sequence[str] | None) -> list[Table] | None:
+    if not patterns:
+        return None
+    keys = list(backup.tables)
+    missing = unmatched_patterns(keys, patterns)
+    if missing:
+        raise UsageError(f"The backup holds no table matching {', '.join(map(repr, missing))}.")
+    return select_tables(keys, patterns)
+
+
+async def _plan(
+    conn: asyncpg.Connection,
+    backup: _Backup,
+    mode: RestoreMode,
+    force: bool,
+    selected: list[Table] | None,
+) -> tuple[RestorePlan, TargetState]:
+    target = await read_target(conn)
+    warnings = check_restore_allowed(
+        mode=mode,
+        target=target,
+        backup_tables=backup.columns(),
+        backup_revision=backup.manifest.get("alembic_revision"),
+        force=force,
+        selected=selected,
+    )
+    tables = selected if selected is not None else list(backup.tables)
+    if mode is RestoreMode.DATA_ONLY:
+        tables = [t for t in tables if t[1] != "alembic_version"]
+    to_drop: list[str] = []
+    live_rows = 0
+    if mode is RestoreMode.REPLACE:
+        schemas = sorted(set(backup.manifest.get("schemas") or []) & target.schemas)
+        to_drop = await objects_in_schemas(conn, schemas)
+        live_rows = await row_counts(conn, [t for t in target.table_columns if t[0] in schemas])
+    elif mode is RestoreMode.DATA_ONLY:
+        live_rows = await row_counts(conn, tables)
+    plan = RestorePlan(
+        mode=mode,
+        database=target.database,
+        backup_created_at=backup.manifest.get("created_at", "?"),
+        backup_alembic_revision=backup.manifest.get("alembic_revision"),
+        live_alembic_revision=target.alembic_revision,
+        tables_to_load=[f"{s}.{n}" for s, n in tables],
+        rows_to_load=sum(backup.tables[t]["rows"] for t in tables),
+        objects_to_drop=to_drop,
+        live_rows_replaced=live_rows,
+        warnings=warnings,
+    )
+    return plan, target
+
+
+async def plan_restore(
+    url: DbUrl,
+    archive_path: Path,
+    *,
+    mode: RestoreMode = RestoreMode.CREATE,
+    force: bool = False,
+    tables: Sequence[str] | None = None,
+) -> RestorePlan:
+    """What ``restore`` would do, without changing anything (raises RestoreRefused if refused)."""
+    with ArchiveReader(archive_path) as reader:
+        backup = _Backup(reader)
+        selected = _selected(backup, tables)
+        async with connection(url) as conn:
+            plan, _ = await _plan(conn, backup, mode, force, selected)
+            return plan
+
+
+async def restore(
+    url: DbUrl,
+    archive_path: Path,
+    *,
+    mode: RestoreMode = RestoreMode.CREATE,
+    lock_timeout: float = 30.0,
+    force: bool = False,
+    tables: Sequence[str] | None = None,
+    confirm: Callable[[RestorePlan], bool] | None = None,
+    progress: ProgressCallback | None = None,
+) -> RestoreResult:
+    """Restore ``archive_path`` into the database at ``url`` in one transaction.
+
+    ``confirm`` sees the plan before anything changes; returning False cancels.
+    Any failure rolls back: the target is left exactly as it was.
+    """
+    started = time.monotonic()
+    emit = progress or (lambda _p: None)
+    with ArchiveReader(archive_path) as reader:
+        backup = _Backup(reader)
+        selected = _selected(backup, tables)
+        async with connection(url, application_name="mmops restore") as conn:
+            plan, target = await _plan(conn, backup, mode, force, selected)
+            if confirm is not None and not confirm(plan):
+                raise RestoreRefused("Restore cancelled; nothing was changed.")
+            try:
+                async with conn.transaction():
+                    loaded = await _restore_in_transaction(
+                        conn, backup, plan, target, lock_timeout, emit
+                    )
+            except OpsError as exc:
+                if isinstance(exc, RestoreRefused):
+                    raise
+                raise RestoreFailed(
+                    f"{exc} The restore was rolled back; database {plan.database!r} is unchanged."
+                ) from exc
+            except asyncpg.LockNotAvailableError as exc:
+                raise RestoreFailed(
+                    f"Could not lock a table within {lock_timeout:g}s (the database is busy); "
+                    f"nothing was changed. Retry, or raise --lock-timeout."
+                ) from exc
+            except asyncpg.PostgresError as exc:
+                raise RestoreFailed(
+                    f"PostgreSQL refused the restore ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0]}); the restore was rolled back and database "
+                    f"{plan.database!r} is unchanged."
+                ) from exc
+    return RestoreResult(
+        database=plan.database,
+        mode=mode,
+        tables=loaded,
+        duration_s=round(time.monotonic() - started, 3),
+        plan=plan,
+    )
+
+
+async def _restore_in_transaction(
+    conn: asyncpg.Connection,
+    backup: _Backup,
+    plan: RestorePlan,
+    target: TargetState,
+    lock_timeout: float,
+    emit: ProgressCallback,
+) -> list[TableSummary]:
+    schema = backup.schema
+    partial = len(plan.tables_to_load) < len(backup.tables)
+    await conn.execute(
+        f"SET LOCAL lock_timeout = '{int(lock_timeout * 1000)}ms'; "
+        "SET LOCAL statement_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0; "
+        "SET LOCAL check_function_bodies = off; SET LOCAL client_min_messages = warning; "
+        "SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; "
+        "SET LOCAL extra_float_digits = 3; SET LOCAL row_security = off; "
+        "SET LOCAL maintenance_work_mem = '256MB'; SET LOCAL search_path = ''"
+    )
+    tables = [tuple(t.split(".", 1)) for t in plan.tables_to_load]
+    keys: list[Table] = [(s, n) for s, n in tables]
+    if plan.mode is RestoreMode.REPLACE:
+        emit(Progress("schema", message="dropping the objects the backup replaces"))
+        for stmt in _drop_statements(backup, target):
+            await conn.execute(stmt)
+    if plan.mode in (RestoreMode.CREATE, RestoreMode.REPLACE):
+        for stmt in _create_empty_schema_statements(backup, target, plan.mode):
+            await conn.execute(stmt)
+        emit(Progress("schema", message="creating tables, types and functions"))
+        for stmt in schema.pre_data:
+            await conn.execute(stmt)
+    else:
+        keys = load_order(keys, target.references)
+        await conn.execute("SET CONSTRAINTS ALL DEFERRED")
+        if keys:
+            await conn.execute(
+                "TRUNCATE TABLE " + ", ".join(qualified(s, n) for s, n in keys)
+            )
+    loaded = await _load_data(conn, backup, keys, emit)
+    if plan.mode in (RestoreMode.CREATE, RestoreMode.REPLACE):
+        emit(Progress("post-data", message="building indexes, constraints and triggers"))
+        for stmt in schema.post_data:
+            await conn.execute(stmt)
+    for stmt in schema.refresh:
+        await conn.execute(stmt)
+    await _set_sequences(conn, schema, plan.mode, keys if partial else None)
+    return loaded
+
+
+def _drop_statements(backup: _Backup, target: TargetState) -> list[str]:
+    """Drop the backup's schemas' objects. ``public`` is emptied, not dropped, so its owner,
+    comment and grants stay as the database administrator left them."""
+    stmts = []
+    for name in sorted(set(backup.manifest.get("schemas") or []) & target.schemas):
+        if name == "public":
+            stmts.append(_EMPTY_PUBLIC)
+        else:
+            stmts.append(f"DROP SCHEMA {quote_ident(name)} CASCADE")
+    return stmts
+
+
+def _create_empty_schema_statements(
+    backup: _Backup, target: TargetState, mode: RestoreMode
+) -> list[str]:
+    """In CREATE mode, empty schemas already in the target would make CREATE SCHEMA fail."""
+    if mode is not RestoreMode.CREATE:
+        return []
+    return [
+        f"DROP SCHEMA {quote_ident(name)}"
+        for name in sorted(set(backup.manifest.get("schemas") or []) & target.schemas)
+        if name != "public"
+    ]
+
+
+# Drops everything in public that is not part of an extension, relations first.
+_EMPTY_PUBLIC = r"""
+DO $mmops$
+DECLARE r record;
+BEGIN
+  FOR r IN
+    SELECT format('DROP %s IF EXISTS %s CASCADE',
+                  CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                                 WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE'
+                                 ELSE 'TABLE' END,
+                  c.oid::regclass) AS stmt
+    FROM pg_catalog.pg_class c
+    WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r','p','v','m','S','f')
+      AND NOT c.relispartition
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_class'::regclass
+                      AND d.objid = c.oid AND d.deptype IN ('e', 'i', 'a'))
+    ORDER BY c.relkind = 'S', c.oid
+  LOOP EXECUTE r.stmt; END LOOP;
+  FOR r IN
+    SELECT format('DROP ROUTINE IF EXISTS %s CASCADE', p.oid::regprocedure) AS stmt
+    FROM pg_catalog.pg_proc p
+    WHERE p.pronamespace = 'public'::regnamespace
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                      AND d.objid = p.oid AND d.deptype = 'e')
+  LOOP EXECUTE r.stmt; END LOOP;
+  FOR r IN
+    SELECT format('DROP TYPE IF EXISTS %s CASCADE', t.oid::regtype) AS stmt
+    FROM pg_catalog.pg_type t
+    WHERE t.typnamespace = 'public'::regnamespace AND t.typtype IN ('e','d','c','r','m')
+      AND (t.typrelid = 0 OR (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c')
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_type'::regclass
+                      AND d.objid = t.oid AND d.deptype = 'e')
+  LOOP EXECUTE r.stmt; END LOOP;
+  FOR r IN
+    SELECT format('DROP EXTENSION IF EXISTS %I CASCADE', e.extname) AS stmt
+    FROM pg_catalog.pg_extension e
+    WHERE e.extnamespace = 'public'::regnamespace
+  LOOP EXECUTE r.stmt; END LOOP;
+END
+$mmops$
+"""
+
+
+async def _member_chunks(reader: ArchiveReader, name: str) -> AsyncIterator[bytes]:
+    """Decompress a member in a worker thread, one chunk at a time (checksums verified)."""
+    loop = asyncio.get_running_loop()
+    it = reader.iter_member(name)
+    sentinel = b""
+    while True:
+        chunk = await loop.run_in_executor(None, next, it, sentinel)
+        if chunk is sentinel:
+            return
+        if chunk:
+            yield chunk
+
+
+async def _load_data(
+    conn: asyncpg.Connection, backup: _Backup, keys: list[Table], emit: ProgressCallback
+) -> list[TableSummary]:
+    total = sum(backup.tables[k]["raw_bytes"] for k in keys)
+    done = 0
+    summaries = []
+    for key in keys:
+        entry = backup.tables[key]
+        label = qualified(*key)
+        emit(Progress("data", done=done, total=total or None, item=label))
+        columns = list(entry["columns"]) or None
+        try:
+            status = await conn.copy_to_table(
+                key[1],
+                schema_name=key[0],
+                columns=columns,
+                source=_member_chunks(backup.reader, entry["member"]),
+                format="text",
+            )
+        except ArchiveError as exc:
+            raise ArchiveError(
+                f"Backup member {entry['member']} ({label}) is unusable: {exc}"
+            ) from exc
+        rows = int(status.split()[-1]) if status else 0
+        if rows != entry["rows"]:
+            raise RestoreFailed(
+                f"Table {label} received {rows} rows but the backup recorded {entry['rows']}."
+            )
+        done += entry["raw_bytes"]
+        emit(Progress("data", done=done, total=total or None, item=label))
+        summaries.append(
+            TableSummary(key[0], key[1], rows, entry["raw_bytes"], entry["stored_bytes"])
+        )
+    return summaries
+
+
+async def _set_sequences(
+    conn: asyncpg.Connection,
+    schema: SchemaDump,
+    mode: RestoreMode,
+    only_tables: list[Table] | None,
+) -> None:
+    """Sequences end at the backup's values; a partial restore touches only the sequences
+    owned by the tables it loaded (others keep counting where the live database is)."""
+    owned: set[Table] | None = None
+    if only_tables is not None:
+        rows = await conn.fetch(
+            """SELECT sn.nspname, s.relname
+               FROM pg_catalog.pg_depend d
+               JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+               JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
+               JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
+               JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+               WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i')
+                 AND (tn.nspname, t.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))""",
+            [t[0] for t in only_tables],
+            [t[1] for t in only_tables],
+        )
+        owned = {(r[0], r[1]) for r in rows}
+    for seq in schema.sequences:
+        if owned is not None and (seq.schema, seq.name) not in owned:
+            continue
+        if mode is RestoreMode.DATA_ONLY:
+            exists = await conn.fetchval(
+                "SELECT to_regclass($1) IS NOT NULL", qualified(seq.schema, seq.name)
+            )
+            if not exists:
+                continue
+        await conn.execute(seq.setval_sql())
