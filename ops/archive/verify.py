@@ -195,7 +195,9 @@ class _Scan:
         """A damaged record at ``pos``: name the member if the manifest puts a chunk there."""
         owner = self.chunk_owner.get(pos + RECORD_HEADER_SIZE)
         if owner is not None:
-            return corrupt_member(self.path, owner, f"chunk record at offset {pos}: {what}")
+            return corrupt_member(
+                self.path, owner, f"has a damaged chunk record at offset {pos} (it {what})"
+            )
         return self._stream_error(f"the record at offset {pos} {what}")
 
     def _stream_error(self, what: str) -> ArchiveError:
