@@ -99,7 +99,8 @@ class ArchiveWriter:
             "chunk_size": chunk_size,
         }
         try:
-            os.fchmod(fd, 0o600)  # whatever the umask did
+            if hasattr(os, "fchmod"):  # not on Windows
+                os.fchmod(fd, 0o600)  # whatever the umask did
             with self._lock:
                 self._write(pack_fixed_header())
                 self._append_locked(REC_HEADER, 0, dump_json(self.header))
@@ -324,6 +325,9 @@ def _link_no_clobber(partial: Path, final: Path) -> None:
 
 
 def _fsync_dir(directory: Path) -> None:
+    """Make the rename durable (POSIX); Windows cannot open directories and needs no fsync."""
+    if os.name == "nt":
+        return
     fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)

@@ -198,9 +198,45 @@ def test_commit_with_a_member_still_open_fails_and_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_file_suffix_and_exports():
+def test_writer_never_seeks_so_the_file_can_be_streamed(tmp_path, text_like):
+    writer = ArchiveWriter(tmp_path / "s.mmops", chunk_size=CHUNK)
+    real = writer._file
+
+    class AppendOnly:
+        """Forwards what a pipe supports; any seek or tell fails the test."""
+
+        def write(self, data):
+            return real.write(data)
+
+        def flush(self):
+            real.flush()
+
+        def fileno(self):
+            return real.fileno()
+
+        def close(self):
+            real.close()
+
+    writer._file = AppendOnly()
+    with writer:
+        writer.add_member("data/t", "table-data", text_like(3 * CHUNK))
+        path = writer.commit({})
+    assert verify_archive(path).ok
+
+
+def test_public_api_is_exported():
     import ops.archive
 
     assert FILE_SUFFIX == ".mmops"
+    assert set(ops.archive.__all__) >= {
+        "ArchiveWriter",
+        "ArchiveReader",
+        "MemberInfo",
+        "VerifyReport",
+        "read_manifest",
+        "verify_archive",
+        "FORMAT_VERSION",
+        "FILE_SUFFIX",
+    }
     for name in ops.archive.__all__:
         assert hasattr(ops.archive, name)
