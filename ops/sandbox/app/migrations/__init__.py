@@ -1,0 +1,1 @@
+"""Alembic environment for the sandbox app (loaded by alembic, not imported by us)."""
