@@ -170,7 +170,12 @@ class ArchiveWriter:
                     os.fsync(self._file.fileno())
                     self._file.close()
                     _link_no_clobber(self.partial_path, self.final_path)
-                    _fsync_dir(self.final_path.parent)
+                    try:
+                        _fsync_dir(self.final_path.parent)
+                    except OSError:
+                        # The name is not durable and we report failure: take it back.
+                        os.unlink(self.final_path)
+                        raise
                 except FileExistsError as exc:
                     raise ArchiveError(
                         f"Backup file {self.final_path} already exists; refusing to overwrite it."
