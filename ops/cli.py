@@ -67,7 +67,7 @@ def database_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _db_url(database_url: str | None, env_file: Path | None):  # type: ignore[no-untyped-def]
+def _db_url(database_url: str | None, env_file: Path | None):
     from .dburl import resolve_database_url
 
     return resolve_database_url(database_url=database_url, env_file=env_file)
@@ -189,7 +189,7 @@ def restore(
             click.echo(f"restored {file} into {url.database}: {summary.get('total_rows', 0)} rows")
         return
 
-    def confirm(plan):  # type: ignore[no-untyped-def]
+    def confirm(plan):
         return _confirm_plan(plan, yes, quiet=as_json)
 
     with progress_reporter(json_lines=progress_json) as progress:
@@ -210,7 +210,7 @@ def restore(
         click.echo(f"warning: {w}", err=True)
 
 
-def _confirm_plan(plan, yes: bool, *, quiet: bool) -> bool:  # type: ignore[no-untyped-def]
+def _confirm_plan(plan, yes: bool, *, quiet: bool) -> bool:
     from .engine.results import RestoreMode
     from .errors import RestoreRefused
 
@@ -260,7 +260,7 @@ def _confirm_foreign(file: Path, database: str, yes: bool) -> None:
         raise RestoreRefused("Restore cancelled; nothing was changed.")
 
 
-def _foreign_restore(file: Path):  # type: ignore[no-untyped-def]
+def _foreign_restore(file: Path):
     """The restore function for an old JSON backup or a plain SQL dump, else None."""
     try:
         from .engine import foreign

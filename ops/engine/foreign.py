@@ -57,8 +57,9 @@ async def _in_one_transaction(
                 f"PostgreSQL refused {what} ({str(exc).splitlines()[0]}); the restore was rolled "
                 f"back and database {url.database!r} is unchanged."
             ) from exc
-    data = dataclasses.asdict(result) if dataclasses.is_dataclass(result) else dict(result)
-    return data
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return dataclasses.asdict(result)
+    return dict(result)
 
 
 async def restore_legacy_file(

@@ -15,8 +15,10 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..dburl import DbUrl
 from ..errors import ConfigError
@@ -111,8 +113,12 @@ class PostgresServer:
 
     def _cmd(self, args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
         user = _run_as()
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
-        return subprocess.run(  # type: ignore[call-overload,no-any-return]
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LC_ALL": "C.UTF-8",
+            "LANG": "C.UTF-8",
+        }
+        return subprocess.run(  # type: ignore[call-overload]
             args, user=user, env=env, capture_output=True, text=True, cwd="/", **kw
         )
 
@@ -227,8 +233,8 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def running_server(base_dir: Path, bindir: Path, **kw: object):  # type: ignore[no-untyped-def]
-    server = PostgresServer(base_dir=base_dir, bindir=bindir, **kw)  # type: ignore[arg-type]
+def running_server(base_dir: Path, bindir: Path, **kw: Any) -> Iterator[PostgresServer]:
+    server = PostgresServer(base_dir=base_dir, bindir=bindir, **kw)
     server.start()
     try:
         yield server
