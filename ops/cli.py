@@ -269,6 +269,25 @@ def _foreign_restore(file: Path):
     return foreign.restorer_for(file)
 
 
+# --- export --------------------------------------------------------------------------------
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["sql"]), default="sql", show_default=True,
+              help="Output format: a plain SQL script for psql.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Output file (default: FILE with a .sql suffix).")
+def export(file: Path, fmt: str, output: Path | None) -> None:
+    """Write a backup as a plain SQL script that `psql -v ON_ERROR_STOP=1 -f` restores."""
+    from .engine.sql_export import export_sql
+
+    target = output or file.with_suffix(".sql")
+    result = export_sql(file, target)
+    click.echo(result.path)
+    click.echo(f"{result.tables} tables, {result.rows} rows, {_size(result.bytes_written)}",
+               err=True)
+
+
 # --- verify / inspect ----------------------------------------------------------------------
 
 @main.command()
