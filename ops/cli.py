@@ -333,3 +333,8 @@ def inspect(file: Path, as_json: bool) -> None:
 
 def run() -> None:  # pragma: no cover - console entry for `python -m ops.cli`
     sys.exit(main())
+
+
+from .cli_sandbox import sandbox  # noqa: E402
+
+main.add_command(sandbox)

