@@ -37,3 +37,21 @@ lock: $(STAMP)
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info
+
+# The embedded default: throwaway PostgreSQL + real sshd on 127.0.0.1 (state in ./.state/sandbox).
+# As root, a missing OpenSSH server is installed with apt-get; otherwise the command is printed.
+sandbox: $(STAMP)
+	@if [ ! -x /usr/sbin/sshd ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing openssh-server (needed by the sandbox) ..."; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends openssh-server && \
+	    { service ssh stop >/dev/null 2>&1 || true; }; \
+	  else \
+	    echo "The sandbox needs OpenSSH server: sudo apt-get install -y openssh-server" >&2; exit 3; \
+	  fi; \
+	fi
+	$(BIN)/mmops sandbox start
+
+sandbox-stop: $(STAMP)
+	$(BIN)/mmops sandbox stop

@@ -160,3 +160,28 @@ def test_refuses_a_foreign_non_empty_dir(tmp_path: Path) -> None:
     assert res.returncode == 3
     assert "not a sandbox state dir" in res.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(not shutil.which("make") or not (REPO / ".venv" / ".installed").exists(),
+                    reason="needs make and the project venv built by `make venv`")
+def test_make_sandbox_and_sandbox_stop(tmp_path: Path) -> None:
+    state_dir = Path(tempfile.mkdtemp(prefix="mmops-test-sandbox-"))
+    env = _env(state_dir)
+    res = subprocess.run(["make", "-s", "-C", str(REPO), "sandbox"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    try:
+        assert res.returncode == 0, res.stderr
+        assert "sandbox: running" in res.stdout
+        state = SandboxState.from_json((state_dir / "state.json").read_text())
+        ssh = subprocess.run(["ssh", "-F", state.ssh_config, state.ssh_alias, "true"],
+                             capture_output=True, text=True, timeout=60)
+        assert ssh.returncode == 0, ssh.stderr
+    finally:
+        res = subprocess.run(["make", "-s", "-C", str(REPO), "sandbox-stop"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "sandbox stopped" in res.stdout
+    assert not state_dir.exists()
