@@ -98,11 +98,13 @@ def _session(ctx: click.Context, *, sync: bool = True) -> Iterator[tuple[Any, An
             res = ensure_current(
                 conn, host=settings.host_label, python=settings.python, ops_dir=settings.ops_dir
             )
-            if res.action != "verified":
-                was = (res.previous_hash or "none")[:12]
+            if res.action == "installed":
+                _notice(f"The agent was not installed on the server: installed "
+                        f"{res.identity.short} first.")
+            elif res.action != "verified":
                 _notice(
-                    f"The server's agent ({was}) differed from the local package "
-                    f"({res.identity.short}): re-synced it first ({res.action})."
+                    f"Drift: the server's agent ({(res.previous_hash or 'none')[:12]}) differed "
+                    f"from the local package ({res.identity.short}): re-synced it first."
                 )
             settings = settings.with_ops_dir(res.ops_dir)
         yield conn, settings

@@ -56,3 +56,26 @@ def local_identity() -> PackageIdentity:
     from ops import __version__
 
     return PackageIdentity(__version__, content_hash())
+
+
+def wheel_content_hash(wheel: Path, package: str = "ops") -> str:
+    """The same hash computed over the package's files inside a built wheel."""
+    import zipfile
+
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(wheel) as zf:
+        names = []
+        for name in zf.namelist():
+            if not name.startswith(package + "/") or name.endswith("/"):
+                continue
+            rel = name[len(package) + 1 :]
+            parts = rel.split("/")
+            if any(p in _SKIP_DIRS or p.startswith(".") for p in parts):
+                continue
+            if Path(rel).suffix in _SKIP_SUFFIXES:
+                continue
+            names.append((rel, name))
+        for rel, name in sorted(names):
+            digest.update(rel.encode() + b"\0")
+            digest.update(hashlib.sha256(zf.read(name)).digest())
+    return digest.hexdigest()

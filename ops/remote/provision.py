@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import RemoteError
 from .agent_run import run_agent
 from .commands import run
-from .identity import PackageIdentity, local_identity, package_dir
+from .identity import PackageIdentity, local_identity, package_dir, wheel_content_hash
 
 MIN_PYTHON = (3, 10)
 LOCK_NAME = "requirements.lock"
@@ -230,8 +230,12 @@ def _write_remote_json(conn: Any, remote: str, data: dict[str, Any]) -> None:
     sftp.posix_rename(partial, remote)
 
 
-def install(conn: Any, facts: ServerFacts, identity: PackageIdentity, *, offline: bool) -> None:
-    """Create OPS_DIR/venv if needed and install our wheel with the locked dependencies."""
+def install(conn: Any, facts: ServerFacts, *, offline: bool) -> PackageIdentity:
+    """Create OPS_DIR/venv if needed and install our wheel with the locked dependencies.
+
+    Returns the identity of what was shipped (hashed from the wheel itself, so a source tree
+    edited while the wheel was built cannot make the record lie).
+    """
     ops = PurePosixPath(facts.ops_dir)
     wheels_dir = str(ops / "wheels")
     run(conn, ["mkdir", "-p", str(ops / "tmp"), wheels_dir], what="creating OPS_DIR")
@@ -251,6 +255,7 @@ def install(conn: Any, facts: ServerFacts, identity: PackageIdentity, *, offline
            "--disable-pip-version-check"]
     with tempfile.TemporaryDirectory(prefix="mmops-wheel-") as tmp:
         wheel = build_wheel(Path(tmp))
+        shipped = PackageIdentity(local_identity().version, wheel_content_hash(wheel))
         remote_wheel = str(ops / "wheels" / wheel.name)
         _put(conn, wheel, remote_wheel)
         _put(conn, lock, remote_lock)
@@ -267,6 +272,7 @@ def install(conn: Any, facts: ServerFacts, identity: PackageIdentity, *, offline
     res = run(conn, [*pip, "--no-deps", "--force-reinstall", remote_wheel], check=False)
     if not res.ok:
         raise RemoteError(f"pip could not install the agent on the server: {res.stderr_tail(3)}")
+    return shipped
 
 
 def verify_installed(conn: Any, ops_dir: str, identity: PackageIdentity) -> dict[str, Any]:
@@ -310,7 +316,7 @@ def setup(
     else:
         action = "installed" if not facts.venv_python or not previous else "updated"
     if action != "verified":
-        install(conn, facts, identity, offline=offline)
+        identity = install(conn, facts, offline=offline)
         got = verify_installed(conn, facts.ops_dir, identity)
         _write_remote_json(
             conn,

@@ -71,7 +71,13 @@ class _Incoming:
     def commit(self, final: Path) -> None:
         os.fsync(self.fd)
         if self.temp_path is None:
-            os.link(f"/proc/self/fd/{self.fd}", final)  # fails if final exists: no clobber
+            # A dir fd makes CPython call linkat(AT_SYMLINK_FOLLOW), which links the anonymous
+            # file itself; fails if ``final`` exists: no clobber.
+            dir_fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.link(f"/proc/self/fd/{self.fd}", final, src_dir_fd=dir_fd)
+            finally:
+                os.close(dir_fd)
         else:
             os.link(self.temp_path, final)
             self.temp_path.unlink()
