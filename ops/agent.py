@@ -142,8 +142,13 @@ class Inbox:
         return msg
 
 
-def run_cancellable(job: Callable[[], Awaitable[T]], inbox: Inbox) -> T:
-    """Run ``job`` on an event loop; SIGTERM/SIGHUP/SIGINT or end of stdin cancel it."""
+def run_cancellable(
+    job: Callable[[], Awaitable[T]], inbox: Inbox | None, *, cancel_on_eof: bool = True
+) -> T:
+    """Run ``job`` on an event loop; SIGTERM/SIGHUP/SIGINT or end of stdin cancel it.
+
+    One-shot reads (status, doctor) pass ``cancel_on_eof=False``: their stdin is simply closed.
+    """
 
     async def main() -> T:
         loop = asyncio.get_running_loop()
@@ -154,11 +159,13 @@ def run_cancellable(job: Callable[[], Awaitable[T]], inbox: Inbox) -> T:
         def cancel() -> None:
             loop.call_soon_threadsafe(task.cancel)
 
-        inbox.on_eof(cancel)
+        if inbox is not None and cancel_on_eof:
+            inbox.on_eof(cancel)
         try:
             return await job()
         finally:
-            inbox.on_eof(None)
+            if inbox is not None and cancel_on_eof:
+                inbox.on_eof(None)
             for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
                 loop.remove_signal_handler(sig)
 
@@ -350,7 +357,7 @@ async def _live_status(url: DbUrl) -> dict[str, Any]:
 
 def cmd_status(args: argparse.Namespace, out: Emitter, inbox: Inbox) -> dict[str, Any]:
     url = read_database_url(Path(args.env_file))
-    status = run_cancellable(lambda: _live_status(url), inbox)
+    status = run_cancellable(lambda: _live_status(url), inbox, cancel_on_eof=False)
     status.update(cmd_version(args, out, inbox))
     return status
 
@@ -376,7 +383,7 @@ def cmd_doctor(args: argparse.Namespace, out: Emitter, inbox: Inbox) -> dict[str
         checks.append(_check("DATABASE_URL", False, "not checked: no env file", "fix the env file"))
     if url is not None:
         try:
-            status = run_cancellable(lambda: _live_status(url), inbox)
+            status = run_cancellable(lambda: _live_status(url), inbox, cancel_on_eof=False)
             checks.append(
                 _check(
                     "database",
