@@ -248,7 +248,8 @@ async def _other_unsupported(conn: asyncpg.Connection) -> list[str]:
         "event trigger": "SELECT count(*) FROM pg_catalog.pg_event_trigger",
         "publication": "SELECT count(*) FROM pg_catalog.pg_publication",
         "cast": "SELECT count(*) FROM pg_catalog.pg_cast c WHERE c.oid >= 16384 AND NOT EXISTS "
-        "(SELECT 1 FROM pg_catalog.pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')",
+        "(SELECT 1 FROM pg_catalog.pg_depend d WHERE d.objid = c.oid "
+        "AND d.classid = 'pg_catalog.pg_cast'::pg_catalog.regclass AND d.deptype IN ('e', 'i'))",
     }.items():
         n = await conn.fetchval(sql)
         if n:

@@ -39,7 +39,8 @@ class CatalogContext:
             (r["cls"], int(r["objoid"]), int(r["objsubid"])): r["description"]
             for r in await conn.fetch(
                 "SELECT classoid::regclass::text AS cls, objoid, objsubid, description "
-                "FROM pg_catalog.pg_description WHERE objoid >= 16384"
+                "FROM pg_catalog.pg_description WHERE objoid >= 16384 "
+                "OR classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass"
             )
         }
         return cls(version, members, comments)

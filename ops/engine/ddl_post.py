@@ -36,7 +36,7 @@ async def read_post_data(
 
     constraints = await conn.fetch(
         """
-        SELECT c.oid, c.conname, c.contype, c.conrelid, c.conindid, c.conparentid,
+        SELECT c.oid, c.conname, c.contype::text AS contype, c.conrelid, c.conindid, c.conparentid,
                pg_catalog.pg_get_constraintdef(c.oid) AS def
         FROM pg_catalog.pg_constraint c
         WHERE c.conrelid = ANY($1::pg_catalog.oid[]) AND c.contype IN ('p', 'u', 'x', 'f')
@@ -48,7 +48,10 @@ async def read_post_data(
     for c in constraints:
         rel = relations[int(c["conrelid"])]
         name = quote_ident(c["conname"])
-        stmt = f"ALTER TABLE {_only(rel)}{rel.qualified} ADD CONSTRAINT {name} {c['def']}"
+        # Index-backed constraints go on each partition separately (then ATTACH); a foreign key
+        # on a partitioned table must recurse (ONLY is refused there).
+        only = _only(rel) if c["contype"] == "f" else "ONLY "
+        stmt = f"ALTER TABLE {only}{rel.qualified} ADD CONSTRAINT {name} {c['def']}"
         comment = ctx.comment(
             "pg_constraint", int(c["oid"]), f"CONSTRAINT {name} ON {rel.qualified}"
         )
@@ -156,7 +159,7 @@ async def read_post_data(
     triggers: list[str] = []
     for r in await conn.fetch(
         """
-        SELECT t.oid, t.tgname, t.tgrelid, t.tgenabled,
+        SELECT t.oid, t.tgname, t.tgrelid, t.tgenabled::text AS tgenabled,
                pg_catalog.pg_get_triggerdef(t.oid) AS def
         FROM pg_catalog.pg_trigger t
         WHERE t.tgrelid = ANY($1::pg_catalog.oid[]) AND NOT t.tgisinternal AND t.tgparentid = 0
@@ -181,7 +184,7 @@ async def read_post_data(
             security.append(f"ALTER TABLE {rel.qualified} FORCE ROW LEVEL SECURITY")
     for r in await conn.fetch(
         """
-        SELECT p.oid, p.polname, p.polrelid, p.polcmd, p.polpermissive,
+        SELECT p.oid, p.polname, p.polrelid, p.polcmd::text AS polcmd, p.polpermissive,
                CASE WHEN p.polroles = '{0}' THEN NULL ELSE ARRAY(
                    SELECT rolname FROM pg_catalog.pg_roles WHERE oid = ANY(p.polroles)
                    ORDER BY rolname) END AS roles,

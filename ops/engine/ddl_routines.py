@@ -18,21 +18,26 @@ async def read_routines(
     unsupported: list[str] = []
     rows = await conn.fetch(
         f"""
-        SELECT p.oid, n.nspname, p.proname, p.prokind, p.proparallel,
+        SELECT p.oid, n.nspname, p.proname, p.prokind::text AS prokind,
+               p.proparallel::text AS proparallel,
                pg_catalog.pg_get_function_identity_arguments(p.oid) AS args,
                CASE WHEN p.prokind IN ('f', 'p', 'w') THEN pg_catalog.pg_get_functiondef(p.oid)
                END AS def,
-               a.aggkind, a.aggtransfn::pg_catalog.regproc::text AS sfunc,
+               a.aggkind::text AS aggkind, a.aggtransfn::pg_catalog.regproc::text AS sfunc,
                pg_catalog.format_type(a.aggtranstype, NULL) AS stype,
                a.aggtransspace, NULLIF(a.aggfinalfn, 0)::pg_catalog.regproc::text AS finalfunc,
                a.aggfinalextra, NULLIF(a.aggcombinefn, 0)::pg_catalog.regproc::text AS combinefunc,
                NULLIF(a.aggserialfn, 0)::pg_catalog.regproc::text AS serialfunc,
                NULLIF(a.aggdeserialfn, 0)::pg_catalog.regproc::text AS deserialfunc,
-               a.agginitval, a.aggmtransfn, a.aggsortop
+               a.agginitval, a.aggmtransfn <> 0 AS moving, a.aggsortop <> 0 AS sortop
         FROM pg_catalog.pg_proc p
         JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
         LEFT JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = p.oid
         WHERE {user_schema()}
+          -- range/multirange constructors belong to their type
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                          WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+                            AND d.objid = p.oid AND d.deptype = 'i')
         ORDER BY n.nspname, p.proname, args
         """
     )
@@ -46,7 +51,7 @@ async def read_routines(
         if kind in ("f", "p", "w"):
             stmts.append(r["def"].rstrip().rstrip(";"))
             what = "PROCEDURE" if kind == "p" else "FUNCTION"
-        elif kind == "a" and r["aggkind"] == "n" and not r["aggmtransfn"] and not r["aggsortop"]:
+        elif kind == "a" and r["aggkind"] == "n" and not r["moving"] and not r["sortop"]:
             what = "AGGREGATE"
             opts = [f"SFUNC = {r['sfunc']}", f"STYPE = {r['stype']}"]
             if r["aggtransspace"]:

@@ -73,11 +73,12 @@ async def read_relations(
     out = RelationsRead()
     for r in await conn.fetch(
         f"""
-        SELECT c.oid, n.nspname, c.relname, c.relkind, c.relpersistence, c.relispartition,
+        SELECT c.oid, n.nspname, c.relname, c.relkind::text AS relkind,
+               c.relpersistence::text AS relpersistence, c.relispartition,
                pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound,
                CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) END AS partkey,
                c.reloptions, pg_catalog.pg_total_relation_size(c.oid) AS bytes, c.relispopulated,
-               c.reloftype <> 0 AS of_type, c.relreplident, c.relrowsecurity,
+               c.reloftype <> 0 AS of_type, c.relreplident::text AS relreplident, c.relrowsecurity,
                c.relforcerowsecurity
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {user_schema()}
@@ -113,7 +114,7 @@ async def _read_sequences(
         """
         SELECT s.seqrelid, pg_catalog.format_type(s.seqtypid, NULL) AS type, s.seqstart,
                s.seqincrement, s.seqmax, s.seqmin, s.seqcache, s.seqcycle,
-               d.refobjid, d.deptype, a.attname
+               d.refobjid, d.deptype::text AS deptype, a.attname
         FROM pg_catalog.pg_sequence s
         LEFT JOIN pg_catalog.pg_depend d
                ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = s.seqrelid
@@ -165,8 +166,9 @@ async def _read_tables(
         """
         SELECT a.attrelid, a.attnum, a.attname,
                pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
-               a.attnotnull, a.attidentity, a.attgenerated, a.attislocal, a.attstorage,
-               t.typstorage,
+               a.attnotnull, a.attidentity::text AS attidentity,
+               a.attgenerated::text AS attgenerated,
+               a.attislocal, a.attstorage::text AS attstorage, t.typstorage::text AS typstorage,
                CASE WHEN a.attcollation <> 0 AND a.attcollation IS DISTINCT FROM t.typcollation
                     THEN pg_catalog.quote_ident(cn.nspname) || '.' ||
                          pg_catalog.quote_ident(co.collname) END AS collation,
@@ -186,7 +188,8 @@ async def _read_tables(
     notnulls: dict[tuple[int, int], asyncpg.Record] = {}
     for c in await conn.fetch(
         """
-        SELECT c.oid, c.conrelid, c.conname, c.contype, c.convalidated, c.conislocal,
+        SELECT c.oid, c.conrelid, c.conname, c.contype::text AS contype, c.convalidated,
+               c.conislocal,
                c.connoinherit, c.conkey, pg_catalog.pg_get_constraintdef(c.oid) AS def
         FROM pg_catalog.pg_constraint c
         WHERE c.contype IN ('c', 'n') AND c.conrelid <> 0
@@ -248,7 +251,9 @@ async def _read_tables(
                         f"ALTER TABLE ONLY {rel.qualified} ADD CONSTRAINT "
                         f"{quote_ident(nn['conname'])} NOT NULL {col}"
                     )
-                elif nn is None and c["attnotnull"] and ctx.version_num < 180000:
+                elif nn is None and c["attnotnull"] and not _parent_not_null(
+                    cols_by_rel, inherits, c["attname"]
+                ):
                     after.append(f"{target} SET NOT NULL")
             else:
                 line = f"{col} {c['type']}"
@@ -290,7 +295,8 @@ async def _read_tables(
                 continue
             if not ck["convalidated"]:
                 if ck["conislocal"]:
-                    only = "" if rel.relkind == "p" or ck["connoinherit"] else "ONLY "
+                    # Recurse, so children get their inherited copy (also NOT VALID).
+                    only = "ONLY " if ck["connoinherit"] else ""
                     out.post_not_valid.append(
                         f"ALTER TABLE {only}{rel.qualified} ADD CONSTRAINT "
                         f"{quote_ident(ck['conname'])} {ck['def']}"
@@ -320,6 +326,16 @@ async def _read_tables(
         stmts += ctx.comment("pg_class", rel.oid, f"TABLE {rel.qualified}")
         stmts += comments
         graph.add(Node(("pg_class", rel.oid), RANK_TABLE, rel.schema, rel.name, stmts))
+
+
+def _parent_not_null(
+    cols_by_rel: dict[int, list[asyncpg.Record]], parents: list[int], attname: str
+) -> bool:
+    return any(
+        c["attname"] == attname and c["attnotnull"]
+        for p in parents
+        for c in cols_by_rel.get(p, [])
+    )
 
 
 async def _read_views(

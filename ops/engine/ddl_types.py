@@ -85,7 +85,8 @@ async def read_types(
     unsupported: list[str] = []
     rows = await conn.fetch(
         f"""
-        SELECT t.oid, n.nspname, t.typname, t.typtype, t.typrelid, t.typarray, t.typcategory,
+        SELECT t.oid, n.nspname, t.typname, t.typtype::text AS typtype, t.typrelid, t.typarray,
+               t.typcategory::text AS typcategory,
                t.typelem, t.typnotnull,
                pg_catalog.format_type(t.typbasetype, t.typtypmod) AS basetype,
                pg_catalog.pg_get_expr(t.typdefaultbin, 'pg_catalog.pg_type'::pg_catalog.regclass)
@@ -94,7 +95,8 @@ async def read_types(
                CASE WHEN t.typcollation <> 0 AND t.typcollation IS DISTINCT FROM bt.typcollation
                     THEN pg_catalog.quote_ident(cn.nspname) || '.' ||
                          pg_catalog.quote_ident(co.collname) END AS collation,
-               (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) AS relkind
+               (SELECT c.relkind::text FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid)
+                   AS relkind
         FROM pg_catalog.pg_type t
         JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
         LEFT JOIN pg_catalog.pg_type bt ON bt.oid = t.typbasetype
@@ -132,7 +134,7 @@ async def read_types(
     }
     domain_checks = await conn.fetch(
         """
-        SELECT c.oid, c.contypid, c.conname, c.contype, c.convalidated,
+        SELECT c.oid, c.contypid, c.conname, c.contype::text AS contype, c.convalidated,
                pg_catalog.pg_get_constraintdef(c.oid) AS def
         FROM pg_catalog.pg_constraint c WHERE c.contypid <> 0 ORDER BY c.contypid, c.conname
         """
