@@ -338,3 +338,7 @@ def run() -> None:  # pragma: no cover - console entry for `python -m ops.cli`
 from .cli_sandbox import sandbox  # noqa: E402
 
 main.add_command(sandbox)
+
+from .cli_remote import remote  # noqa: E402
+
+main.add_command(remote)
