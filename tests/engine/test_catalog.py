@@ -14,9 +14,18 @@ from ops.engine.catalog import (
     SchemaDump,
     SequenceValue,
     TableDef,
+    UnsupportedSchema,
     qualified,
     quote_ident,
     read_schema,
+)
+from ops.engine.ddl_order import (
+    RANK_FUNCTION,
+    RANK_SCHEMA,
+    RANK_TABLE,
+    RANK_VIEW,
+    DependencyGraph,
+    Node,
 )
 from tests.fidelity import (
     copy_through,
@@ -86,6 +95,27 @@ def test_normalize_dump_drops_noise_lines() -> None:
         "CREATE TABLE public.t (\n    a integer\n);\n\n\n\n\\unrestrict abc\n"
     )
     assert normalize_dump(raw) == "CREATE TABLE public.t (\n    a integer\n);\n"
+
+
+def test_dependency_order_puts_referenced_objects_first_and_breaks_ties_by_kind() -> None:
+    graph = DependencyGraph()
+    view = graph.add(Node(("pg_class", 30), RANK_VIEW, "public", "a_view"))
+    table = graph.add(Node(("pg_class", 20), RANK_TABLE, "public", "z_table"))
+    func = graph.add(Node(("pg_proc", 10), RANK_FUNCTION, "public", "f"))
+    schema = graph.add(Node(("pg_namespace", 5), RANK_SCHEMA, "", "public"))
+    graph.alias(("pg_rewrite", 31), view.key)
+    # a SQL-standard function body reads the table; the view calls the function
+    graph.edges |= {(func.key, table.key), (view.key, func.key)}
+    assert [n.key for n in graph.ordered()] == [schema.key, table.key, func.key, view.key]
+    assert graph.resolve(("pg_rewrite", 31)) == view.key
+
+
+def test_dependency_cycle_still_emits_every_node_once() -> None:
+    graph = DependencyGraph()
+    a = graph.add(Node(("pg_class", 1), RANK_TABLE, "s", "a"))
+    b = graph.add(Node(("pg_proc", 2), RANK_FUNCTION, "s", "b"))
+    graph.edges |= {(a.key, b.key), (b.key, a.key)}
+    assert sorted(n.key for n in graph.ordered()) == sorted([a.key, b.key])
 
 
 # --- against real servers -----------------------------------------------------------------------
@@ -185,3 +215,29 @@ def _check_dump_contents(dump: SchemaDump) -> None:
     )
     assert dump.large_objects == 0
     assert all(not s.rstrip().endswith(";") for s in dump.pre_data + dump.post_data)
+
+
+@pytest.mark.postgres
+def test_objects_out_of_scope_are_refused_with_one_clear_sentence(pg15, make_db) -> None:  # type: ignore[no-untyped-def]
+    url = make_db(pg15)
+    pg15.psql(
+        "CREATE FUNCTION public.eq3(int, int) RETURNS boolean LANGUAGE sql AS 'SELECT $1 = $2';"
+        "CREATE OPERATOR public.=== (LEFTARG = int, RIGHTARG = int, FUNCTION = public.eq3);",
+        database=url.database,
+    )
+    with pytest.raises(UnsupportedSchema, match="operator"):
+        asyncio.run(_read(url))
+
+
+@pytest.mark.postgres
+def test_an_empty_database_needs_no_statements(pg15, make_db) -> None:  # type: ignore[no-untyped-def]
+    dump = asyncio.run(_read(make_db(pg15)))
+    assert dump.pre_data == () and dump.post_data == () and dump.tables == ()
+    assert dump.schemas == () and dump.sequences == () and dump.large_objects == 0
+
+
+@pytest.mark.postgres
+def test_large_objects_are_counted(pg15, make_db) -> None:  # type: ignore[no-untyped-def]
+    url = make_db(pg15)
+    pg15.psql("SELECT lo_create(0); SELECT lo_create(0);", database=url.database)
+    assert asyncio.run(_read(url)).large_objects == 2
