@@ -55,3 +55,30 @@ sandbox: $(STAMP)
 
 sandbox-stop: $(STAMP)
 	$(BIN)/mmops sandbox stop
+
+# The remote-ops agent over SSH (mmops remote ...). Variables reach the CLI through the
+# environment (HOST, SSH_CONFIG, ENV_FILE, OPS_DIR, BACKUP_DIR, BACKUP, YES, TABLES,
+# ACCEPT_NEW_HOST_KEY, OFFLINE, REMOTE_PYTHON). With no HOST the sandbox is the server.
+.PHONY: setup-remote-ops db-backup-ops db-restore-ops
+export OFFLINE REMOTE_PYTHON
+REMOTE_NEEDS := $(STAMP) $(if $(HOST),,sandbox)
+
+setup-remote-ops: $(REMOTE_NEEDS)
+	$(BIN)/mmops remote setup
+
+db-backup-ops: $(REMOTE_NEEDS)
+	$(BIN)/mmops remote backup
+
+db-restore-ops: $(REMOTE_NEEDS)
+	@test -n "$(BACKUP)" || { echo "usage: make db-restore-ops BACKUP=backups/FILE.mmops (or BACKUP=latest)" >&2; exit 2; }
+	$(BIN)/mmops remote restore
+
+# Sandbox + setup + backup + a visible change + restore (YES=1) + a check that the data is back.
+demo: $(STAMP)
+	@$(MAKE) --no-print-directory sandbox
+	@$(MAKE) --no-print-directory setup-remote-ops HOST= ENV_FILE=
+	@$(BIN)/mmops remote demo-step snapshot
+	@$(MAKE) --no-print-directory db-backup-ops HOST= ENV_FILE=
+	@$(BIN)/mmops remote demo-step change
+	@$(MAKE) --no-print-directory db-restore-ops HOST= ENV_FILE= BACKUP=latest YES=1
+	@$(BIN)/mmops remote demo-step check

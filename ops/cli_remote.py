@@ -19,8 +19,6 @@ import click
 from .engine.results import Progress
 from .errors import OpsError, RestoreRefused
 
-ENV_ALIASES = {"HOST": "REMOTE_USER_HOST", "ENV_FILE": "PROD_ENV_FILE"}
-
 
 def _human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -137,12 +135,10 @@ def remote(
     accept_new_host_key: bool,
 ) -> None:
     """Run backups and restores on the app server over SSH (the remote-ops agent)."""
-    import os
-
     ctx.obj = {
-        "host": host or os.environ.get(ENV_ALIASES["HOST"]) or None,
+        "host": host or None,
         "ssh_config": ssh_config or None,
-        "env_file": env_file or os.environ.get(ENV_ALIASES["ENV_FILE"]) or None,
+        "env_file": env_file or None,
         "ops_dir": ops_dir or None,
         "python": python or None,
         "accept_new_host_key": accept_new_host_key,

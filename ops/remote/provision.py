@@ -54,7 +54,10 @@ try:
         out["agent"] = json.load(fh)
 except Exception:
     out["agent"] = None
-out["venv_python"] = os.access(os.path.join(ops_dir, "venv", "bin", "python"), os.X_OK)
+venv = os.path.join(ops_dir, "venv")
+out["venv_python"] = os.access(os.path.join(venv, "bin", "python"), os.X_OK) and os.path.isfile(
+    os.path.join(venv, "pyvenv.cfg"))
+out["venv_exists"] = os.path.lexists(venv)
 print(json.dumps(out))
 """
 
@@ -72,6 +75,7 @@ class ServerFacts:
     has_ensurepip: bool
     agent: dict[str, Any] | None
     venv_python: bool
+    venv_exists: bool = False
 
     @property
     def version_text(self) -> str:
@@ -132,6 +136,7 @@ def probe(conn: Any, python: str, ops_dir: str) -> ServerFacts:
         has_ensurepip=bool(raw["ensurepip"]),
         agent=raw.get("agent"),
         venv_python=bool(raw["venv_python"]),
+        venv_exists=bool(raw.get("venv_exists")),
     )
 
 
@@ -241,7 +246,8 @@ def install(conn: Any, facts: ServerFacts, *, offline: bool) -> PackageIdentity:
     run(conn, ["mkdir", "-p", str(ops / "tmp"), wheels_dir], what="creating OPS_DIR")
     run(conn, ["chmod", "700", str(ops), str(ops / "tmp"), wheels_dir], what="chmod OPS_DIR")
     if not facts.venv_python:
-        res = run(conn, [facts.python, "-m", "venv", str(ops / "venv")], check=False)
+        # --clear: a half-made or damaged venv from an interrupted run is rebuilt from scratch.
+        res = run(conn, [facts.python, "-m", "venv", "--clear", str(ops / "venv")], check=False)
         if not res.ok:
             if "ensurepip" in res.stdout + res.stderr:
                 check_python(dataclasses.replace(facts, has_ensurepip=False))  # same hint
