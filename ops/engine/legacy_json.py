@@ -116,8 +116,8 @@ async def _resolve_table(conn: asyncpg.Connection, name: str) -> asyncpg.Record 
         candidates.append(qualified(schema, table) if schema else candidates[0])
     for candidate in candidates:
         row = await conn.fetchrow(
-            "SELECT c.oid, n.nspname, c.relname, c.relkind FROM pg_catalog.pg_class c "
-            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "SELECT c.oid, n.nspname, c.relname, c.relkind::text AS relkind "
+            "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
             "WHERE c.oid = pg_catalog.to_regclass($1)",
             candidate,
         )
@@ -294,9 +294,9 @@ async def _truncate_set(
     for child_name, parent_name in outside.values():
         if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {child_name})"):
             raise RestoreRefused(
-                f"Table {child_name} is not in the backup but holds rows that reference "
-                f"{parent_name}, whose rows the restore replaces; empty {child_name} first or "
-                "restore a backup that includes it."
+                f"Table {child_name} is not restored (absent or failed in the backup) but "
+                f"holds rows that reference {parent_name}, whose rows the restore replaces; "
+                f"empty {child_name} first or restore a backup that includes it."
             )
         extra.append(child_name)
     return [t.qualified for t in targets] + extra
