@@ -38,6 +38,7 @@ SSHD = Path("/usr/sbin/sshd")
 INSTALL_HINT = "apt-get install -y openssh-server"
 DEFAULT_LOGIN_USER = "mmops-sandbox"
 DEFAULT_ALIAS = "mmops-sandbox"
+USER_COMMENT = "markdown-manager-ops sandbox"  # marks accounts the sandbox created
 
 
 @dataclass(frozen=True)
@@ -347,13 +348,24 @@ class SshServer:
     # ---- internals ----------------------------------------------------------------------------
     def _ensure_login_user(self) -> None:
         try:
-            pwd.getpwnam(self.user)
+            existing = pwd.getpwnam(self.user)
         except KeyError:
+            existing = None
+        if existing is not None:
+            # Only ever adopt an account an earlier sandbox made (e.g. left by a crash): we rewrite
+            # its authorized_keys and password field, which must never happen to a real user.
+            if existing.pw_gecos != USER_COMMENT:
+                raise ConfigError(
+                    f"User {self.user!r} already exists and was not created by the sandbox.",
+                    hint="Choose another login user (MMOPS_SANDBOX_USER).",
+                )
+            self.created_user = True
+        else:
             # useradd takes a lock on /etc/passwd; parallel test sessions may collide briefly.
             for attempt in range(10):
                 res = run_command(
                     ["useradd", "--create-home", "--shell", "/bin/bash", "--user-group",
-                     "--comment", "markdown-manager-ops sandbox", self.user],
+                     "--comment", USER_COMMENT, self.user],
                     check=False,
                 )
                 if res.returncode == 0:

@@ -125,3 +125,14 @@ def test_missing_sshd_binary_names_the_apt_command(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         server.start()
     assert "apt-get install -y openssh-server" in str(err.value)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root creates or adopts login users")
+def test_refuses_to_adopt_an_existing_real_user(tmp_path: Path) -> None:
+    real = pwd.getpwnam("postgres")
+    keys = Path(real.pw_dir) / ".ssh" / "authorized_keys"
+    before = keys.read_bytes() if keys.exists() else None
+    with pytest.raises(ConfigError, match="not created by the sandbox"):
+        SshServer(tmp_path / "s", login_user="postgres").start()
+    assert (keys.read_bytes() if keys.exists() else None) == before
+    assert pwd.getpwnam("postgres").pw_passwd == real.pw_passwd
