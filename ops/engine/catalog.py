@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from ..errors import OpsError
+from ..errors import DatabaseError, OpsError
 from .catalog_context import CatalogContext
 from .ddl_order import DependencyGraph, topo_order
 from .ddl_post import read_post_data
@@ -35,6 +35,9 @@ __all__ = [
     "quote_ident",
     "read_schema",
 ]
+
+
+MIN_SERVER_VERSION = 140000  # multiranges, pg_depend for SQL-standard bodies, tgparentid
 
 
 class UnsupportedSchema(OpsError):
@@ -72,6 +75,9 @@ class SequenceValue:
 
 @dataclass(frozen=True)
 class SchemaDump:
+    """A database's schema as SQL. ``schemas``: every non-public user schema (empty ones too,
+    they are recreated) plus ``public`` when an object or extension of the dump lives there."""
+
     schemas: tuple[str, ...]
     pre_data: tuple[str, ...]
     post_data: tuple[str, ...]
@@ -149,16 +155,26 @@ async def read_schema(conn: asyncpg.Connection) -> SchemaDump:
     Must be called inside a transaction (the caller's snapshot); the search_path is set to ''
     for the reads and put back afterwards.
     """
-    old_path = await conn.fetchval("SELECT pg_catalog.current_setting('search_path')")
-    await conn.execute("SELECT pg_catalog.set_config('search_path', '', true)")
     try:
-        return await _read(conn)
-    finally:
+        old_path = await conn.fetchval("SELECT pg_catalog.current_setting('search_path')")
+        await conn.execute("SELECT pg_catalog.set_config('search_path', '', true)")
+        dump = await _read(conn)
         await conn.execute("SELECT pg_catalog.set_config('search_path', $1, true)", old_path)
+    except asyncpg.PostgresError as exc:
+        raise DatabaseError(
+            f"Reading the schema from the catalogs failed: {exc.__class__.__name__}: {exc}"
+        ) from exc
+    return dump
 
 
 async def _read(conn: asyncpg.Connection) -> SchemaDump:
     ctx = await CatalogContext.load(conn)
+    if ctx.version_num < MIN_SERVER_VERSION:
+        raise UnsupportedSchema(
+            f"PostgreSQL server version {ctx.version_num} is older than 14, which this backup "
+            "engine needs.",
+            hint="Back this database up with pg_dump.",
+        )
     graph = DependencyGraph()
     schemas = await read_schemas(conn, ctx, graph)
     extensions = await read_extensions(conn, ctx, graph)
@@ -200,7 +216,14 @@ async def _read(conn: asyncpg.Connection) -> SchemaDump:
     large_objects = int(
         await conn.fetchval("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata")
     )
-    used = _schemas_in_use(schemas, pre, rels.relations.values())
+    holding = {n.schema for n in graph.nodes.values() if n.schema} | {
+        r["nspname"]
+        for r in await conn.fetch(
+            "SELECT n.nspname FROM pg_catalog.pg_extension e "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname <> 'plpgsql'"
+        )
+    }
+    used = [s for s in schemas if s != "public" or s in holding]
     return SchemaDump(
         schemas=tuple(used),
         pre_data=tuple(pre),
@@ -211,13 +234,6 @@ async def _read(conn: asyncpg.Connection) -> SchemaDump:
         extensions=tuple(extensions),
         large_objects=large_objects,
     )
-
-
-def _schemas_in_use(schemas: list[str], pre: list[str], relations: Any) -> list[str]:
-    """Non-public user schemas always; public only when some object of the dump lives there."""
-    prefix = f"{quote_ident('public')}."
-    uses_public = any(r.schema == "public" for r in relations) or any(prefix in s for s in pre)
-    return [s for s in schemas if s != "public" or uses_public]
 
 
 async def _other_unsupported(conn: asyncpg.Connection) -> list[str]:
