@@ -342,3 +342,7 @@ main.add_command(sandbox)
 from .cli_remote import remote  # noqa: E402
 
 main.add_command(remote)
+
+from .cli_tunnel import tunnel  # noqa: E402
+
+main.add_command(tunnel)
