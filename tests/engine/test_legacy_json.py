@@ -375,3 +375,58 @@ def test_tables_outside_the_file_that_reference_it_with_rows_are_refused(migrate
     with pytest.raises(RestoreRefused, match=r"document_recovery is not restored .* but holds"):
         asyncio.run(restore_like_the_caller(migrated, path))
     assert len(asyncio.run(table_rows(migrated, "documents"))) == 1
+
+
+SAMPLE = (
+    Path(__file__).parent.parent / "fixtures" / "legacy" / "production_backup_20240501_120000.json"
+)
+
+
+@pytest.fixture(params=["pg15", pytest.param("pg18", marks=pytest.mark.pg18)])
+def app_db(request, make_db):
+    """An empty database migrated by the sandbox app's real alembic migrations (15 and 18)."""
+    from ops.sandbox.app.migrate import migrate
+
+    url = make_db(request.getfixturevalue(request.param))
+    asyncio.run(migrate(url))
+    return url
+
+
+@pytest.mark.postgres
+def test_the_sample_old_backup_restores_into_the_app_schema(app_db):
+    assert looks_like_legacy_json(SAMPLE)
+    result = asyncio.run(restore_like_the_caller(app_db, SAMPLE))
+    assert {t.table: t.rows for t in result.tables} == {
+        "public.users": 2, "public.documents": 2, "public.custom_dictionaries": 1,
+    }  # fmt: skip
+    assert result.alembic_revision_backup == "0003_document_word_count"
+    assert result.skipped_tables == ("document_recovery",)
+
+    async def check():
+        conn = await connect(app_db)
+        try:
+            doc = await conn.fetchrow("SELECT * FROM documents WHERE id = 41")
+            assert doc["content"] == "- milk\n- \\. eggs\n\ttabbed ✓"
+            assert doc["tags"] == ["home", "to do"]
+            assert json.loads(doc["metadata"]) == {
+                "pinned": True, "colors": ["red", None], "ratio": 0.75,
+            }  # fmt: skip
+            assert doc["updated_at"] == dt.datetime(2024, 4, 2, 9, 30, 15, 250000, tzinfo=UTC)
+            # identity sequences are past the restored ids: the app's next inserts do not collide
+            uid = await conn.fetchval(
+                "INSERT INTO users (email, display_name, password_hash) "
+                "VALUES ('new@example.org', 'New', 'x') RETURNING id"
+            )
+            did = await conn.fetchval(
+                "INSERT INTO documents (user_id, title) VALUES ($1, 't') RETURNING id", uid
+            )
+            rid = await conn.fetchval(
+                "INSERT INTO document_recovery (document_id, user_id, content) "
+                "VALUES ($1, $2, 'c') RETURNING id",
+                did, uid,
+            )  # fmt: skip
+            return uid, did, rid
+        finally:
+            await conn.close()
+
+    assert asyncio.run(check()) == (6, 58, 1)
