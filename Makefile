@@ -73,6 +73,17 @@ db-restore-ops: $(REMOTE_NEEDS)
 	@test -n "$(BACKUP)" || { echo "usage: make db-restore-ops BACKUP=backups/FILE.mmops (or BACKUP=latest)" >&2; exit 2; }
 	$(BIN)/mmops remote restore
 
+# SSH tunnel mode (mmops tunnel ...): nothing installed on the server; the engine runs here and
+# reaches the database through a forward from 127.0.0.1:<ephemeral>. Same variables as above.
+.PHONY: db-backup-ssh db-restore-ssh
+
+db-backup-ssh: $(REMOTE_NEEDS)
+	$(BIN)/mmops tunnel backup
+
+db-restore-ssh: $(REMOTE_NEEDS)
+	@test -n "$(BACKUP)" || { echo "usage: make db-restore-ssh BACKUP=backups/FILE.mmops (or BACKUP=latest)" >&2; exit 2; }
+	$(BIN)/mmops tunnel restore
+
 # Sandbox + setup + backup + a visible change + restore (YES=1) + a check that the data is back.
 demo: $(STAMP)
 	@$(MAKE) --no-print-directory sandbox
