@@ -19,6 +19,7 @@ after the last statement; if the restore fails, the caller's rollback undoes the
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -399,7 +400,7 @@ async def restore_sql_script(
         total = path.stat().st_size
     except OSError as exc:
         raise ArchiveError(f"Cannot read {path}: {exc.strerror}.") from exc
-    check = _check_script(path)
+    check = await asyncio.get_running_loop().run_in_executor(None, _check_script, path)
     warnings: list[str] = []
     if not check.pg_dump_header:
         warnings.append(f"{name} has no pg_dump header; it was run as a plain SQL script.")
@@ -460,7 +461,7 @@ async def restore_sql_script(
     for setting, value in saved.items():
         if value is not None:
             await conn.execute("SELECT pg_catalog.set_config($1, $2, false)", setting, value)
-    report("done", bytes_read)
+    report("data", bytes_read)
     return SqlScriptResult(
         path=str(path),
         statements=statements,

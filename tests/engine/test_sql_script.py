@@ -77,6 +77,20 @@ def test_splitter_streams_copy_data_and_meta_commands():
     ]
 
 
+def test_copy_data_comes_out_in_bounded_chunks():
+    from ops.engine.script_splitter import COPY_CHUNK_BYTES
+
+    line = b"1\t" + b"x" * 1000 + b"\n"
+    data = line * 2000  # about 2 MB
+    script = b"COPY t (a, b) FROM stdin;\n" + data + b"\\.\nSELECT 1;\n"
+    items = iter(ScriptSplitter(io.BytesIO(script)))
+    copy = next(items)
+    chunks = list(copy.chunks())
+    assert b"".join(chunks) == data
+    assert len(chunks) > 1 and max(map(len, chunks)) < COPY_CHUNK_BYTES + len(line)
+    assert next(items).text == "SELECT 1;"
+
+
 def test_splitter_reports_truncated_files():
     with pytest.raises(ArchiveError, match="truncated"):
         split("COPY t (a) FROM stdin;\n1\n")
@@ -322,8 +336,11 @@ def test_pg_dump_15_file_restores_into_15_with_same_schema_and_rows(pg15, dumps,
     text = dumps["15"].read_text()
     assert "COPY app.notes" in text and "AS $_$" in text and "BEGIN ATOMIC" in text
     target = make_db(pg15)
-    result = asyncio.run(restore_in_transaction(target, dumps["15"]))
+    events = []
+    result = asyncio.run(restore_in_transaction(target, dumps["15"], progress=events.append))
     assert {t.table: t.rows for t in result.tables}["app.notes"] == 2504
+    assert {e.item for e in events if e.phase == "data"} >= {"app.notes", "app.users"}
+    assert events[-1].done == result.bytes_read == dumps["15"].stat().st_size
     assert "app.counter" in result.sequences_set
     assert any("lock_timeout" in s for s in result.skipped)
     assert_same_database(dumps["src15"], target, pg15, pg15, tmp_path)
