@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -20,6 +21,21 @@ _DROP_LINE = re.compile(r"^(--|SET |SELECT pg_catalog\.set_config\(|\\restrict|\
 def load_fixture(server: PostgresServer, dbname: str, fixture: Path = FIXTURE) -> None:
     """Run the sharp fixture into ``dbname`` (psql, ON_ERROR_STOP)."""
     server.psql(fixture.read_text(encoding="utf-8"), database=dbname)
+
+
+def expected_schema_text(
+    source: DbUrl, target_server: PostgresServer, scratch_db: DbUrl, bindir: Path | None = None
+) -> str:
+    """What pg_dump's own script of ``source`` becomes on ``target_server`` (schema text).
+
+    Across major versions the server deparses views differently and 18 names NOT NULL
+    constraints, so a restore into another major version is compared with this reference
+    (pg_dump script loaded into the empty ``scratch_db`` on the target server), not with the
+    source itself.
+    """
+    dump_bindir = bindir or newest_pg_dump_bindir()
+    target_server.psql(schema_sql(dump_bindir, source), database=scratch_db.database)
+    return schema_text(dump_bindir, scratch_db)
 
 
 def newest_pg_dump_bindir() -> Path:
@@ -91,12 +107,18 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-async def data_digest(url: DbUrl) -> dict[str, str]:
+def data_digest(url: DbUrl) -> dict[str, str]:
     """Per user table / populated matview: ``rows:sha256`` of its rows as text, sorted.
 
     A row's text form (``t::text``) tells NULL (empty field) from '' (``""``) and includes
-    generated columns. Sequences map to ``last_value,is_called``.
+    generated columns. Sequences map to ``last_value,is_called``. Synchronous; inside a running
+    event loop use ``data_digest_async``.
     """
+    return asyncio.run(data_digest_async(url))
+
+
+async def data_digest_async(url: DbUrl) -> dict[str, str]:
+    """The coroutine behind ``data_digest``."""
     conn = await asyncpg.connect(**url.connect_kwargs())
     try:
         out: dict[str, str] = {}

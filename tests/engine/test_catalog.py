@@ -30,10 +30,10 @@ from ops.engine.ddl_order import (
 from tests.fidelity import (
     copy_through,
     data_digest,
+    expected_schema_text,
     load_fixture,
     newest_pg_dump_bindir,
     normalize_dump,
-    schema_sql,
     schema_text,
 )
 
@@ -161,13 +161,13 @@ def _round_trip(source_server, target_server, make_db) -> tuple[SchemaDump, DbUr
     dump = SchemaDump.from_json(json.loads(json.dumps(dump.to_json())))
     asyncio.run(_restore(dump, source, target))
     bindir = newest_pg_dump_bindir()
-    expected_db = source
     if source_server.major != target_server.major:
-        expected_db = make_db(target_server)
-        target_server.psql(schema_sql(bindir, source), database=expected_db.database)
-    before, after = schema_text(bindir, expected_db), schema_text(bindir, target)
+        before = expected_schema_text(source, target_server, make_db(target_server), bindir)
+    else:
+        before = schema_text(bindir, source)
+    after = schema_text(bindir, target)
     assert before == after, "pg_dump --schema-only differs after restore:\n" + _diff(before, after)
-    digest_before, digest_after = asyncio.run(data_digest(source)), asyncio.run(data_digest(target))
+    digest_before, digest_after = data_digest(source), data_digest(target)
     assert digest_before == digest_after
     return dump, source, target
 
