@@ -1,4 +1,4 @@
-"""Turn a JSON value from an old backup into the Python value asyncpg's COPY needs for a column.
+"""Check and convert a JSON value from an old backup by the type of the column it goes into.
 
 Pure functions. ``coercer_for(column_type)`` builds one function per column once; it raises
 ``CoercionError`` with a short reason that the caller turns into a message naming table, column
@@ -15,7 +15,9 @@ Rules (the old scripts wrote datetimes as ISO-8601 strings and everything else a
   as that document, any other string as a JSON string.
 - bytea: ``\\x`` hex (PostgreSQL's text form) or base64.
 - arrays: JSON lists, elements coerced by the element type (nested lists for more dimensions).
+- interval: Python's ``str(timedelta)``, PostgreSQL's text form, or a number of seconds.
 - everything else (text, varchar, enums, inet, …): strings; numbers and booleans become text.
+  Values are then sent as COPY text (``copy_text``) and the server parses them by type.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -186,6 +189,20 @@ def _bytea(value: Any) -> bytes:
         raise CoercionError("not \\x hex or base64 bytes") from exc
 
 
+_TIMEDELTA = re.compile(r"^(-?\d+) days?, (-?\d+:\d\d:\d\d(?:\.\d+)?)$")
+
+
+def _interval(value: Any) -> str:
+    """Intervals as Python's ``str(timedelta)`` ("1 day, 2:00:00"), PostgreSQL text or seconds."""
+    if isinstance(value, bool):
+        raise CoercionError("expected an interval, found a boolean")
+    if isinstance(value, int | float | Decimal):
+        return f"{value} seconds"
+    text = _need_str(value, "an interval").strip()
+    m = _TIMEDELTA.match(text)
+    return f"{m.group(1)} days {m.group(2)}" if m else text
+
+
 def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -213,6 +230,7 @@ _SCALARS: dict[str, Coercer] = {
     "json": _json,
     "jsonb": _json,
     "bytea": _bytea,
+    "interval": _interval,
 }
 
 

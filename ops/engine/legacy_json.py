@@ -10,7 +10,8 @@ Steps, all inside the caller's single transaction (this module never commits):
 3. refuse if tables outside the file that still hold rows reference the tables being replaced
    (``TRUNCATE`` would need ``CASCADE``); empty ones are truncated along;
 4. ``TRUNCATE`` the tables, then load them in foreign-key order computed from ``pg_constraint``
-   with binary ``COPY`` (values coerced by the target column types, see ``json_coercion``);
+   with text ``COPY`` (values checked and coerced by the target column types, see
+   ``json_coercion``, then rendered by ``copy_text``);
 5. set every sequence owned by a loaded column (serial / identity, what
    ``pg_get_serial_sequence`` returns) past the restored ids: ``setval(seq, max(id), true)``, or
    ``setval(seq, start, false)`` for an empty table.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import asyncpg
 
 from ..errors import RestoreFailed, RestoreRefused
+from .copy_text import copy_line
 from .json_coercion import Coercer, CoercionError, ColumnType, coercer_for
 from .legacy_json_reader import LegacyFile, TableEntry, looks_like_legacy_json, rows, scan
 from .restore_policy import load_order
@@ -45,6 +47,7 @@ __all__ = [
 
 ALEMBIC_TABLE = "alembic_version"
 _PROGRESS_ROWS = 10_000
+_CHUNK_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -310,13 +313,16 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _records(path: Path, target: _Target, done: list[int], tick: Callable[[], None]) -> Iterator[
-    tuple[Any, ...]
-]:
+def _copy_chunks(
+    path: Path, target: _Target, done: list[int], tick: Callable[[], None]
+) -> Iterator[bytes]:
+    """The table's rows as COPY text, in chunks of about ``_CHUNK_BYTES``, coerced on the way."""
     coercers: list[tuple[str, Coercer, str]] = [
         (c.name, coercer_for(c.type), c.type.display) for c in target.columns
     ]
     table = target.entry.name
+    batch: list[str] = []
+    size = 0
     for index, row in enumerate(rows(path, target.entry)):
         out = []
         for name, coerce, display in coercers:
@@ -328,10 +334,17 @@ def _records(path: Path, target: _Target, done: list[int], tick: Callable[[], No
                     f"Row {index} of table {table}, column {name}: {_show(value)} does not fit "
                     f"{display} ({exc}); the restore was rolled back and nothing changed."
                 ) from exc
+        line = copy_line(out)
+        batch.append(line)
+        size += len(line)
         done[0] += 1
         if done[0] % _PROGRESS_ROWS == 0:
             tick()
-        yield tuple(out)
+        if size >= _CHUNK_BYTES:
+            yield "".join(batch).encode("utf-8")
+            batch, size = [], 0
+    if batch:
+        yield "".join(batch).encode("utf-8")
 
 
 _CONTEXT = re.compile(r"COPY [^,]+, line (\d+)(?:, column ([^:]+))?")
@@ -348,12 +361,21 @@ async def _load(
             )
         return 0
     before = done[0]
+    chunks = _copy_chunks(path, target, done, tick)
+
+    async def source() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+
     try:
-        await conn.copy_records_to_table(
+        # Text format: the server parses each value with its type's input function, so every
+        # column type loads (enums, domains, intervals, extension types …).
+        await conn.copy_to_table(
             target.name,
             schema_name=target.schema,
             columns=[c.name for c in target.columns],
-            records=_records(path, target, done, tick),
+            source=source(),
+            format="text",
         )
     except asyncpg.PostgresError as exc:
         m = _CONTEXT.search(getattr(exc, "context", None) or "")

@@ -430,3 +430,44 @@ def test_the_sample_old_backup_restores_into_the_app_schema(app_db):
             await conn.close()
 
     assert asyncio.run(check()) == (6, 58, 1)
+
+
+def test_copy_text_escapes_values_and_quotes_array_elements():
+    from ops.engine.copy_text import copy_line
+
+    line = copy_line(
+        ["a\tb\nc\\d", None, True, ["x", None, 'q"uote', ["n"]], b"\x00\xff", Decimal("1.50")]
+    )
+    assert line == 'a\\tb\\nc\\\\d\t\\N\tt\t{"x",NULL,"q\\\\"uote",{"n"}}\t\\\\x00ff\t1.50\n'
+
+
+@pytest.mark.postgres
+def test_other_column_types_load_through_text_copy(pg15, make_db, tmp_path):
+    url = make_db(pg15)
+    pg15.psql(
+        "CREATE TYPE mood AS ENUM ('sad', 'happy');"
+        "CREATE DOMAIN positive AS integer CHECK (VALUE > 0);"
+        'CREATE TABLE odd (id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "Mixed Case" text,'
+        " moods mood[], p positive, ip inet, spent interval, twice integer"
+        " GENERATED ALWAYS AS (id * 2) STORED);",
+        url.database,
+    )
+    row = {"id": 9, "Mixed Case": "q", "moods": ["happy", "sad"], "p": 3, "ip": "10.1.2.3",
+           "spent": str(dt.timedelta(days=1, hours=2)), "twice": 18}  # fmt: skip
+    path = old_script_file(tmp_path / "b.json", {"odd": [row]})
+    result = asyncio.run(restore_like_the_caller(url, path))
+    assert any("odd.twice is generated" in w for w in result.warnings)
+
+    async def check():
+        conn = await connect(url)
+        try:
+            got = dict(await conn.fetchrow("SELECT * FROM odd"))
+            next_id = await conn.fetchval("INSERT INTO odd (p) VALUES (1) RETURNING id")
+            return got, next_id
+        finally:
+            await conn.close()
+
+    got, next_id = asyncio.run(check())
+    assert got["moods"] == ["happy", "sad"] and got["twice"] == 18
+    assert got["spent"] == dt.timedelta(days=1, hours=2) and str(got["ip"]) == "10.1.2.3"
+    assert next_id == 10
