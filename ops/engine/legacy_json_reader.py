@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,6 +28,7 @@ _CHUNK = 1 << 20
 _MAX_VALUE = 256 << 20  # a single row bigger than this is not a row of the old app
 _WS = " \t\r\n"
 _SNIFF_BYTES = 8192
+_SNIFF_TABLES = re.compile(r'"tables"\s*:\s*\{')
 
 
 def _decoder() -> json.JSONDecoder:
@@ -137,7 +139,9 @@ def looks_like_legacy_json(path: Path) -> bool:
     except OSError:
         return False
     text = head.decode("utf-8", errors="ignore").lstrip("\ufeff" + _WS)
-    return text.startswith("{") and '"tables"' in text
+    if not text.startswith("{"):
+        return False
+    return bool(_SNIFF_TABLES.search(text)) or '"backup_timestamp"' in text
 
 
 def _header(cur: _Cursor, name: str) -> Iterator[tuple[str, int]]:

@@ -107,6 +107,8 @@ def test_sniffing(tmp_path):
     assert looks_like_legacy_json(old_script_file(tmp_path / "b.json", {}))
     (tmp_path / "d.sql").write_text("--\n-- PostgreSQL database dump\n--\nSET x = 1;\n")
     (tmp_path / "other.json").write_text('{"name": "package"}')
+    (tmp_path / "manifest.json").write_text('{"format": 1, "tables": [{"name": "users"}]}')
+    assert not looks_like_legacy_json(tmp_path / "manifest.json")
     assert not looks_like_legacy_json(tmp_path / "d.sql")
     assert not looks_like_legacy_json(tmp_path / "other.json")
 
