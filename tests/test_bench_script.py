@@ -45,7 +45,7 @@ def test_bench_runs_end_to_end_and_reports_every_number(tmp_path: Path) -> None:
         for tool in (ours, theirs):
             s = data[section][tool]
             assert "skipped" not in s, s
-            _positive(s, "median_s", "maxrss_mb", "tree_peak_rss_mb")
+            _positive(s, "median_s", "hwm_mb", "tree_peak_rss_mb", "peak_rss_mb", "cpu_s_median")
             assert len(s["runs"]) == 1
         _positive(data[section], "time_ratio")
     _positive(data["backup"], "size_ratio")
