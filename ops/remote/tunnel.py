@@ -30,8 +30,9 @@ from ..errors import RemoteError
 LOOPBACK = "127.0.0.1"
 POLL_S = 0.2
 CHUNK = 256 * 1024
-# Our receive window per channel. The backup streams server → laptop, so a large window keeps
-# sshd sending while Python is busy; 2 MiB (paramiko's default) stalls on every round trip.
+# Our receive window per channel. A backup streams server → laptop, and a window caps the
+# throughput at window / round-trip time: paramiko's default 2 MiB allows 40 MB/s at 50 ms RTT,
+# 16 MiB allows 320 MB/s. (On loopback it makes no measurable difference.)
 WINDOW_SIZE = 16 * 1024 * 1024
 MAX_PACKET = 32 * 1024
 OPEN_TIMEOUT_S = 15.0

@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
 from ..dburl import DbUrl
-from ..errors import DatabaseError
+from ..errors import DatabaseError, RemoteError
 from .connection import connect, describe
 from .settings import RemoteSettings
 from .tunnel import LocalForward
@@ -74,7 +76,16 @@ def tunnel_session(settings: RemoteSettings) -> Iterator[TunnelSession]:
             )
             try:
                 yield session
-            except DatabaseError as exc:
+            except (DatabaseError, OSError, asyncpg.InterfaceError) as exc:
+                if not transport.is_active():
+                    raise RemoteError(
+                        f"The SSH connection to {session.ssh} was lost while the database was "
+                        "in use; a backup in progress was discarded, and PostgreSQL rolls back "
+                        "a restore that had not finished.",
+                        hint="Check the network and the server, then run the command again.",
+                    ) from exc
+                if not isinstance(exc, DatabaseError):
+                    raise
                 reworded = _reword(exc, session)
                 if reworded is exc:
                     raise

@@ -21,7 +21,7 @@ import pytest
 
 from ops.archive import read_manifest
 from ops.engine.results import Progress
-from ops.errors import AuthenticationError
+from ops.errors import AuthenticationError, RemoteError
 from ops.remote.tunnel_ops import tunnel_backup
 from ops.remote.tunnel_session import tunnel_session
 from tests.cli_helpers import MMOPS
@@ -275,8 +275,9 @@ def _read_until(
     raise AssertionError("expected output did not come: " + "".join(lines[-5:]))
 
 
-def test_sigint_of_a_running_cli_backup_leaves_no_port_and_no_partial_file(
-    server: TunnelServer, tmp_path: Path
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_to_a_running_cli_backup_leaves_no_port_and_no_partial_file(
+    server: TunnelServer, tmp_path: Path, sig: signal.Signals
 ) -> None:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "HOST"}}
     proc = subprocess.Popen(
@@ -297,7 +298,7 @@ def test_sigint_of_a_running_cli_backup_leaves_no_port_and_no_partial_file(
             return bool(p["phase"] == "data" and p["done"] > 1_000_000)
 
         _read_until(proc, copying, 30)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
@@ -351,3 +352,48 @@ def test_password_appears_in_no_process_cmdline_and_no_output(
     summary = json.loads(res.stdout)
     assert summary["total_rows"] == 160000
     assert server.pg.password not in json.dumps(read_manifest(Path(summary["path"])))
+
+
+# ---- the SSH connection dies mid-backup ----------------------------------------------------------
+
+
+def _session_processes(server: TunnelServer) -> list[int]:
+    """The per-connection sshd processes: descendants of the sshd this test module started."""
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: list[int] = []
+    frontier = [server.sshd.pid]
+    while frontier:
+        pid = frontier.pop()
+        children = [c for c, p in parents.items() if p == pid]
+        found += children
+        frontier += children
+    return found
+
+
+def test_lost_ssh_connection_mid_backup_fails_clearly_and_leaves_nothing(
+    server: TunnelServer, tmp_path: Path
+) -> None:
+    killed: list[int] = []
+
+    def progress(p: Progress) -> None:
+        if p.phase == "data" and p.done > 1_000_000 and not killed:
+            for pid in _session_processes(server):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+    with pytest.raises(RemoteError, match="SSH connection .* was lost"), \
+            tunnel_session(server.settings(env_path(server, "big.env"))) as session:
+        port = session.local_port
+        asyncio.run(tunnel_backup(session, tmp_path, progress=progress))
+    assert killed
+    assert session.forward.closed and port not in listening_ports()
+    assert tunnel_threads() == []
+    assert files_in(tmp_path) == []
