@@ -201,3 +201,38 @@ def _check_env_reads(sshd: SshServer, good: Path, locked: Path) -> None:
         with pytest.raises(ConfigError, match=r"not readable by the SSH login user and "
                            r"`sudo -n cat` was refused"):
             read_remote_database_url(conn, str(locked))
+
+
+@pytest.mark.sshd
+def test_cli_refuses_an_unknown_host_key_then_names_an_unreachable_database(
+    sshd: SshServer, tmp_path: Path
+) -> None:
+    """Through the real CLI: the host key is checked first (and only accepted on request); a
+    database the server cannot reach is named as the server sees it."""
+    from tests.cli_helpers import mmops
+
+    closed = socket.create_server(("127.0.0.1", 0))
+    dead_port = int(closed.getsockname()[1])
+    closed.close()
+    env_file = sshd.write_user_file(
+        "tunnel-cli/app.env", f"DATABASE_URL=postgresql://app:pw@localhost:{dead_port}/mm\n")
+    known_hosts = tmp_path / "known_hosts"
+    config = tmp_path / "ssh_config"
+    config.write_text("\n".join(
+        f"    UserKnownHostsFile {known_hosts}" if "UserKnownHostsFile" in line else line
+        for line in sshd.ssh_config.read_text().splitlines()) + "\n")
+    args = ["tunnel", "backup", "--host", sshd.alias, "--ssh-config", str(config),
+            "--env-file", str(env_file), "--backup-dir", str(tmp_path / "backups")]
+    try:
+        res = mmops(*args)
+        assert res.returncode == 11, res.stderr
+        assert sshd.host_key_fingerprint in res.stderr and "--accept-new-host-key" in res.stderr
+
+        res = mmops(*args, "--accept-new-host-key")
+        assert res.returncode == RemoteError.exit_code, res.stderr
+        assert f"could not connect to localhost:{dead_port}" in res.stderr
+        assert "Traceback" not in res.stderr
+        assert sshd.host_public_key.split()[1] in known_hosts.read_text()
+        assert not (tmp_path / "backups").exists() or not any((tmp_path / "backups").iterdir())
+    finally:
+        shutil.rmtree(env_file.parent, ignore_errors=True)
