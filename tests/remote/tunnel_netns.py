@@ -36,7 +36,10 @@ _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8", "LANG": "C
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([IP, *args], env=_ENV, capture_output=True, text=True, check=check)
+    res = subprocess.run([IP, *args], env=_ENV, capture_output=True, text=True, check=False)
+    if check and res.returncode != 0:
+        raise RuntimeError(f"`ip {' '.join(args)}` failed: {res.stderr.strip()}")
+    return res
 
 
 def netns_unavailable_reason() -> str | None:
