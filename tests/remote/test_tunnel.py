@@ -397,3 +397,44 @@ def test_lost_ssh_connection_mid_backup_fails_clearly_and_leaves_nothing(
     assert session.forward.closed and port not in listening_ports()
     assert tunnel_threads() == []
     assert files_in(tmp_path) == []
+
+
+def test_failing_restore_leaves_the_database_unchanged_and_keeps_the_safety_backup(
+    server: TunnelServer, tmp_path: Path
+) -> None:
+    app = server.pg.socket_url("app")
+    args = server.cli_args(env_path(server, "app.env"))
+    res = run_cli("tunnel", "backup", *args, "--backup-dir", str(tmp_path), "--tables", "notes")
+    assert res.returncode == 0, res.stderr
+    archive = Path(res.stdout.strip().splitlines()[-1])
+    server.pg.psql("UPDATE notes SET body = 'changed' WHERE id <= 5", "app")
+    before = data_digest(app)
+
+    # dependencies are reported before anything happens: users is referenced by notes
+    full = run_cli("tunnel", "backup", *args, "--backup-dir", str(tmp_path / "full"))
+    assert full.returncode == 0, full.stderr
+    refused = run_cli("tunnel", "restore", full.stdout.strip().splitlines()[-1], *args,
+                      "--backup-dir", str(tmp_path), "--tables", "users", "--yes")
+    assert refused.returncode == 8, refused.stderr
+    assert "public.notes references public.users" in refused.stderr
+    assert not (tmp_path / "safety").exists()
+
+    async def hold_lock_and_restore() -> subprocess.CompletedProcess[str]:
+        # An open transaction that read `notes` holds a lock the restore must wait for.
+        conn = await asyncpg.connect(**app.connect_kwargs())
+        try:
+            async with conn.transaction():
+                await conn.fetchval("SELECT count(*) FROM notes")
+                return await asyncio.to_thread(
+                    run_cli, "tunnel", "restore", str(archive), *args, "--backup-dir",
+                    str(tmp_path), "--tables", "notes", "--yes", "--lock-timeout", "1")
+        finally:
+            await conn.close()
+
+    res = asyncio.run(hold_lock_and_restore())
+    assert res.returncode == 9, res.stderr
+    err = res.stderr.strip().splitlines()[-1]
+    assert "nothing was changed" in err and "The safety backup is " in err
+    safety = Path(err.rsplit("The safety backup is ", 1)[1].rstrip("."))
+    assert safety.is_file() and safety.parent == tmp_path / "safety"
+    assert data_digest(app) == before
