@@ -348,3 +348,29 @@ def test_no_password_in_any_command_line_during_a_backup(
     assert seen_agent, "the sampler never saw the agent run"
     assert hits == []
     assert all(secret.decode() not in o for o in remote.outputs)
+
+
+def test_root_only_env_file_without_sudo_says_how_to_fix(
+    provisioned: Remote, backup_dir: Path
+) -> None:
+    env_file = provisioned.work / "root-only.env"
+    env_file.write_text(f"DATABASE_URL=postgresql://u:{provisioned.password}@127.0.0.1/db\n")
+    os.chmod(env_file, 0o600)
+    res = provisioned.mmops("backup", ENV_FILE=str(env_file), BACKUP_DIR=str(backup_dir))
+    assert res.returncode == 3
+    assert f"is not readable by {provisioned.state.login_user}" in res.stderr
+    assert "sudo" in res.stderr
+
+
+def test_offline_setup_ships_a_wheelhouse_and_installs_without_an_index(
+    provisioned: Remote,
+) -> None:
+    res = provisioned.make("setup-remote-ops", OFFLINE="1", OPS_DIR="~/offline-ops")
+    assert res.returncode == 0, res.stderr
+    assert "offline yes" in res.stdout
+    wheels = _files(provisioned.home / "offline-ops" / "wheels")
+    assert any(n.startswith("asyncpg-") for n in wheels)
+    assert any(n.startswith("markdown_manager_ops-") for n in wheels)
+    res = provisioned.mmops("status", OPS_DIR="~/offline-ops")
+    assert res.returncode == 0, res.stderr
+    assert "alembic" in res.stdout
