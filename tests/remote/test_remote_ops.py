@@ -292,7 +292,9 @@ def test_interrupted_backup_leaves_no_partial_file_and_no_remote_temp_dir(
     seen: list[str] = []
     phase = "data" if sig == signal.SIGINT else "transfer"
     assert _wait_for_phase(proc, phase, seen), "".join(seen)
-    assert remote.leftover_tmp(), "the agent's temp dir should exist mid-backup"
+    tmpdirs = remote.leftover_tmp()
+    assert tmpdirs, "the agent's temp dir should exist mid-backup"
+    assert all(_mode(d) == 0o700 for d in tmpdirs)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     text = "".join(seen) + out + err
