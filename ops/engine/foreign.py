@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from ..dburl import DbUrl
-from ..errors import OpsError, RestoreFailed, RestoreRefused
+from ..errors import ArchiveError, OpsError, RestoreFailed, RestoreRefused
 from .connection import connection
 from .results import ProgressCallback
 
@@ -46,7 +46,8 @@ async def _in_one_transaction(
                     "SET LOCAL statement_timeout = 0"
                 )
                 result = await body(conn)
-        except (RestoreRefused, RestoreFailed):
+        except (RestoreRefused, RestoreFailed, ArchiveError):
+            # ArchiveError keeps its own exit code: the file is damaged, nothing changed.
             raise
         except OpsError as exc:
             raise RestoreFailed(

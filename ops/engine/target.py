@@ -55,15 +55,28 @@ async def read_target(conn: asyncpg.Connection) -> TargetState:
               AND n.nspname NOT LIKE 'pg_temp%' AND {_NOT_EXTENSION_MEMBER}
             GROUP BY n.nspname, c.relname"""
     )
+    # Foreign keys between the tables that hold rows: a key declared on (or pointing at) a
+    # partitioned table stands for every leaf partition under it.
     fks = await conn.fetch(
-        """SELECT sn.nspname AS src_schema, sc.relname AS src, tn.nspname AS dst_schema,
+        """WITH k AS (
+             SELECT conrelid, confrelid FROM pg_catalog.pg_constraint
+             WHERE contype = 'f' AND conparentid = 0),
+           edges AS (
+             -- pg_partition_tree() gives no rows for a plain table: then it stands for itself
+             SELECT DISTINCT coalesce(s.relid, k.conrelid) AS src,
+                             coalesce(d.relid, k.confrelid) AS dst
+             FROM k
+             LEFT JOIN LATERAL (SELECT relid FROM pg_catalog.pg_partition_tree(k.conrelid)
+                                WHERE isleaf) s ON true
+             LEFT JOIN LATERAL (SELECT relid FROM pg_catalog.pg_partition_tree(k.confrelid)
+                                WHERE isleaf) d ON true)
+           SELECT sn.nspname AS src_schema, sc.relname AS src, tn.nspname AS dst_schema,
                   tc.relname AS dst
-           FROM pg_catalog.pg_constraint k
-           JOIN pg_catalog.pg_class sc ON sc.oid = k.conrelid
+           FROM edges e
+           JOIN pg_catalog.pg_class sc ON sc.oid = e.src
            JOIN pg_catalog.pg_namespace sn ON sn.oid = sc.relnamespace
-           JOIN pg_catalog.pg_class tc ON tc.oid = k.confrelid
-           JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace
-           WHERE k.contype = 'f' AND k.conparentid = 0"""
+           JOIN pg_catalog.pg_class tc ON tc.oid = e.dst
+           JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace"""
     )
     referenced_by: dict[tuple[str, str], set[tuple[str, str]]] = {}
     references: dict[tuple[str, str], set[tuple[str, str]]] = {}

@@ -21,7 +21,7 @@ from ops.engine.backup import backup
 from ops.engine.restore import plan_restore, restore
 from ops.engine.results import RestoreMode
 from ops.errors import RestoreFailed, RestoreRefused
-from tests.fidelity import data_digest, load_fixture, schema_text
+from tests.fidelity import data_digest, expected_schema_text, load_fixture, schema_text
 
 pytestmark = pytest.mark.postgres
 
@@ -58,7 +58,13 @@ def test_backup_restore_round_trip_is_exact(request, make_db, tmp_path, src_name
     assert result.alembic_revision == "abc123def456"
     asyncio.run(restore(dst, Path(result.path), mode=RestoreMode.CREATE))
     bindir = _dump_bin(src_server, dst_server)
-    assert_same_schema(schema_text(bindir, src), schema_text(bindir, dst))
+    if src_server.major == dst_server.major:
+        expected = schema_text(bindir, src)
+    else:
+        # Another major version deparses views differently (and 18 names NOT NULL
+        # constraints): the reference is pg_dump's own script loaded into the target version.
+        expected = expected_schema_text(src, dst_server, make_db(dst_server), bindir)
+    assert_same_schema(expected, schema_text(bindir, dst))
     assert data_digest(src) == data_digest(dst)
 
 
