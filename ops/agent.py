@@ -442,18 +442,62 @@ def cmd_backup(args: argparse.Namespace, out: Emitter, inbox: Inbox) -> dict[str
     return {"removed": str(tmp)}
 
 
-def _restore_check_rows(manifest: dict[str, Any], live: dict[str, Any]) -> list[str]:
-    """Tables whose live row count differs from the backup's (empty list: all equal)."""
+def _restore_check_rows(
+    manifest: dict[str, Any], live: dict[str, Any], only: Sequence[str] | None = None
+) -> list[str]:
+    """Tables whose live row count differs from the backup's (empty list: all equal).
+
+    ``only`` (``schema.name``): check just the tables the restore loaded (a ``--tables``
+    restore leaves the others as they were, so their counts say nothing about it).
+    """
     counts = {(t["schema"], t["name"]): t["rows"] for t in live["tables"]}
+    wanted = None if only is None else set(only)
     bad = []
     for t in manifest.get("tables", []):
+        if wanted is not None and f"{t['schema']}.{t['name']}" not in wanted:
+            continue
         got = counts.get((t["schema"], t["name"]))
         if got != t.get("rows"):
             bad.append(f"{t['schema']}.{t['name']}: backup {t.get('rows')} rows, live {got}")
     return bad
 
 
+UPLOAD_KINDS = {
+    "mmops": "a .mmops backup",
+    "legacy-json": "an old JSON backup",
+    "sql-script": "a plain SQL dump",
+}
+
+
+def detect_upload(path: Path, expected: str = "auto") -> tuple[str, Any]:
+    """(kind, foreign restore function or None for an archive) of the uploaded file.
+
+    ``expected`` is what the laptop found; the server reading the same bytes differently
+    means the two sides run different code, so nothing is restored.
+    """
+    from .engine.foreign import restore_legacy_file, restorer_for
+
+    foreign = restorer_for(path)
+    if foreign is None:
+        kind = "mmops"
+    else:
+        kind = "legacy-json" if foreign is restore_legacy_file else "sql-script"
+    if expected not in ("auto", kind):
+        raise RemoteError(
+            f"The uploaded file reads as {UPLOAD_KINDS[kind]} on the server but as "
+            f"{UPLOAD_KINDS.get(expected, expected)} on the laptop; nothing was restored."
+        )
+    return kind, foreign
+
+
 def cmd_restore(args: argparse.Namespace, out: Emitter, inbox: Inbox) -> dict[str, Any]:
+    """Receive a file, check it, take a safety backup, restore it in one transaction.
+
+    A .mmops archive is verified and restored by the engine (``--tables``: only those,
+    data-only) and the restored tables' row counts are compared with its manifest. An old
+    JSON backup or a plain SQL dump is restored by ``engine.foreign`` (one transaction too);
+    there is no manifest, so the result says the row-count check was skipped.
+    """
     from .archive import read_manifest, verify_archive
     from .engine.backup import backup, default_backup_name
     from .engine.restore import restore
@@ -462,6 +506,7 @@ def cmd_restore(args: argparse.Namespace, out: Emitter, inbox: Inbox) -> dict[st
 
     url = read_database_url(Path(args.env_file))
     ops_dir = Path(args.ops_dir)
+    tables = [t.strip() for t in (args.tables or "").split(",") if t.strip()]
     with private_tmpdir(ops_dir, "restore-") as tmp:
         out.message("ready", dir=str(tmp), database=url.database)
         msg = inbox.wait(timeout=args.upload_timeout)
@@ -474,43 +519,85 @@ def cmd_restore(args: argparse.Namespace, out: Emitter, inbox: Inbox) -> dict[st
         out.progress(Progress("verify", message="checking the uploaded file"))
         if _sha256(archive) != msg.get("sha256"):
             raise RemoteError("The uploaded file's sha256 differs from the laptop's; not restored.")
-        verify_archive(archive)
-        manifest = read_manifest(archive)
+        kind, foreign = detect_upload(archive, args.kind)
+        manifest: dict[str, Any] = {}
+        if foreign is None:
+            verify_archive(archive)
+            manifest = read_manifest(archive)
+        elif tables:
+            raise UsageError(
+                f"--tables applies to .mmops backups; {name} is {UPLOAD_KINDS[kind]}, restored "
+                "whole. Nothing was changed."
+            )
 
         safety_dir = ops_subdir(ops_dir, "safety")
         safety_path = safety_dir / ("safety-" + default_backup_name(url.database))
-        out.progress(Progress("safety", message=f"safety backup of {url.database}"))
 
-        async def job() -> Any:
-            status = await _live_status(url)
-            mode = RestoreMode(args.mode) if args.mode != "auto" else (
-                RestoreMode.REPLACE if status["tables"] else RestoreMode.CREATE
-            )
-            safety = await backup(url, safety_path, jobs=args.jobs, progress=out.progress)
-            _prune_safety(safety_dir, args.keep_safety)
+        async def run_restore() -> tuple[dict[str, Any], list[str] | None]:
+            if foreign is not None:
+                summary = await foreign(url, archive, lock_timeout=args.lock_timeout,
+                                        force=args.force, progress=out.progress)
+                return summary, None
+            if args.mode != "auto":
+                mode = RestoreMode(args.mode)
+            elif tables:
+                mode = RestoreMode.DATA_ONLY
+            else:
+                status = await _live_status(url)
+                mode = RestoreMode.REPLACE if status["tables"] else RestoreMode.CREATE
             result = await restore(
                 url,
                 archive,
                 mode=mode,
                 lock_timeout=args.lock_timeout,
                 force=args.force,
+                tables=tables or None,
                 progress=out.progress,
             )
-            after = await _live_status(url)
-            return safety, result, after
+            return result.to_dict(), list(result.plan.tables_to_load)
 
-        safety, result, after = run_cancellable(job, inbox)
-        mismatches = _restore_check_rows(manifest, after)
+        async def job() -> Any:
+            out.progress(Progress("safety", message=f"safety backup of {url.database}"))
+            safety = await backup(url, safety_path, jobs=args.jobs, progress=out.progress)
+            _prune_safety(safety_dir, args.keep_safety)
+            try:
+                summary, loaded = await run_restore()
+            except OpsError as exc:
+                raise type(exc)(
+                    f"{exc.message} The safety backup is {safety.path} (on the server).",
+                    hint=exc.hint,
+                ) from exc
+            after = await _live_status(url)
+            return safety, summary, loaded, after
+
+        safety, summary, loaded, after = run_cancellable(job, inbox)
+        if foreign is not None:
+            return {
+                "kind": kind,
+                "restore": summary,
+                "safety_backup": safety.path,
+                "alembic_revision": after["alembic_revision"],
+                "rows_checked": None,
+                "row_check": f"skipped: {UPLOAD_KINDS[kind]} has no manifest to compare row "
+                "counts with",
+            }
+        mismatches = _restore_check_rows(manifest, after, loaded if tables else None)
         if mismatches:
             raise RestoreFailed(
                 "Row counts after the restore differ from the backup: " + "; ".join(mismatches)
                 + f". The safety backup is {safety.path}."
             )
+        checked = set(loaded or ()) if tables else None
         return {
-            "restore": result.to_dict(),
+            "kind": kind,
+            "restore": summary,
             "safety_backup": safety.path,
             "alembic_revision": after["alembic_revision"],
-            "rows_checked": sum(t["rows"] for t in after["tables"]),
+            "rows_checked": sum(
+                t["rows"] for t in after["tables"]
+                if checked is None or f"{t['schema']}.{t['name']}" in checked
+            ),
+            "row_check": "ok" if checked is None else f"ok for the {len(checked)} tables restored",
         }
 
 
@@ -552,6 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--force", action="store_true")
             p.add_argument("--keep-safety", type=int, default=SAFETY_KEEP_DEFAULT)
             p.add_argument("--upload-timeout", type=float, default=24 * 3600)
+            p.add_argument("--kind", default="auto", choices=["auto", *UPLOAD_KINDS])
+            p.add_argument("--tables", default=None,
+                           help="Comma-separated table patterns: restore only those, data-only.")
     return parser
 
 

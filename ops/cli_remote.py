@@ -185,7 +185,7 @@ def backup_cmd(
     """Back up the server's database and pull the file into BACKUP_DIR (verified, 0600)."""
     from .remote.backup import remote_backup
 
-    table_list = [t.strip() for t in tables.split(",") if t.strip()] if tables else None
+    table_list = _split_tables(tables)
     with _session(ctx) as (conn, settings), _progress(not as_json) as progress:
         res = remote_backup(conn, settings, backup_dir=backup_dir, jobs=jobs,
                             tables=table_list, on_progress=progress)
@@ -203,14 +203,26 @@ def backup_cmd(
     click.echo(f"  duration  {res.duration_s:.1f}s")
 
 
+def _split_tables(tables: str | None) -> list[str] | None:
+    return [t.strip() for t in tables.split(",") if t.strip()] if tables else None
+
+
 def _render_plan(plan: Any) -> None:
     click.echo(f"Restore onto {plan.host}, database {plan.database!r} (mode {plan.mode}):")
     click.echo(f"  backup     {plan.backup_file}")
-    click.echo(f"  taken      {plan.backup_created_at} from database {plan.backup_database!r}")
-    click.echo(f"  alembic    backup {plan.backup_alembic_revision or '-'}  /  live "
-               f"{plan.live_alembic_revision or '-'}")
-    click.echo(f"  tables     {len(plan.tables)} replaced: {plan.live_rows_replaced} live rows "
-               f"→ {plan.rows_to_load} rows from the backup")
+    if plan.kind != "mmops":
+        click.echo(f"  file       {plan.description}")
+        click.echo(f"  alembic    file {plan.backup_alembic_revision or '-'}  /  live "
+                   f"{plan.live_alembic_revision or '-'}")
+        click.echo(f"  tables     {len(plan.tables)} in the file: {plan.rows_to_load} rows "
+                   f"(live now: {plan.live_rows_replaced} rows)")
+    else:
+        click.echo(f"  taken      {plan.backup_created_at} from database {plan.backup_database!r}")
+        click.echo(f"  alembic    backup {plan.backup_alembic_revision or '-'}  /  live "
+                   f"{plan.live_alembic_revision or '-'}")
+        only = f" (--tables {','.join(plan.selected_tables)})" if plan.selected_tables else ""
+        click.echo(f"  tables     {len(plan.tables)} replaced{only}: {plan.live_rows_replaced} "
+                   f"live rows → {plan.rows_to_load} rows from the backup")
     for t in plan.tables:
         live = "new" if t.live_rows is None else str(t.live_rows)
         click.echo(f"    {t.table:<40} {live:>10} → {t.backup_rows}")
@@ -228,6 +240,9 @@ def _render_plan(plan: Any) -> None:
               help="Do not ask to type the database name (automation).")
 @click.option("--mode", type=click.Choice(["auto", "create", "replace", "data-only"]),
               default="auto", show_default=True)
+@click.option("--tables", envvar="TABLES", default=None,
+              help="Comma-separated tables (patterns) to restore from a .mmops backup, "
+              "data-only into the existing schema.")
 @click.option("--lock-timeout", default=30.0, show_default=True, type=float)
 @click.option("--keep-safety", default=5, show_default=True, type=int,
               help="Safety backups kept in OPS_DIR/safety.")
@@ -235,15 +250,21 @@ def _render_plan(plan: Any) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def restore_cmd(
-    ctx: click.Context, backup: str, backup_dir: Path, yes: bool, mode: str,
+    ctx: click.Context, backup: str, backup_dir: Path, yes: bool, mode: str, tables: str | None,
     lock_timeout: float, keep_safety: int, force: bool, as_json: bool,
 ) -> None:
-    """Restore BACKUP (a file, or `latest`) into the server's database, atomically."""
-    from .remote.restore import plan_remote_restore, remote_restore, resolve_backup_file
+    """Restore BACKUP (a .mmops file or `latest`, an old JSON backup, or a plain SQL dump)
+    into the server's database, atomically."""
+    from .remote.restore import (
+        inspect_backup_file,
+        plan_remote_restore,
+        remote_restore,
+        resolve_backup_file,
+    )
 
-    archive = resolve_backup_file(backup, backup_dir)
+    local = inspect_backup_file(resolve_backup_file(backup, backup_dir))
     with _session(ctx) as (conn, settings):
-        plan = plan_remote_restore(conn, settings, archive, mode=mode)
+        plan = plan_remote_restore(conn, settings, local, mode=mode, tables=_split_tables(tables))
         if not as_json:
             _render_plan(plan)
         if not yes:
@@ -254,16 +275,25 @@ def restore_cmd(
             if typed.strip() != plan.database:
                 raise RestoreRefused("The typed name did not match; nothing was changed.")
         with _progress(not as_json) as progress:
-            res = remote_restore(conn, settings, archive, plan, lock_timeout=lock_timeout,
+            res = remote_restore(conn, settings, local, plan, lock_timeout=lock_timeout,
                                  keep_safety=keep_safety, force=force, on_progress=progress)
     if as_json:
         _emit_json(res.to_dict())
         return
-    click.echo(f"Restored {archive.name} into {plan.database!r} on {plan.host}.")
-    click.echo(f"  tables         {res.tables}, row counts checked ({res.rows_checked} rows)")
+    click.echo(f"Restored {local.path.name} into {plan.database!r} on {plan.host}.")
+    if res.rows_checked is None:
+        click.echo(f"  tables         {res.tables}, {res.rows_restored} rows restored")
+        click.echo(f"  row counts     {res.row_check}")
+    else:
+        click.echo(f"  tables         {res.tables}, row counts checked ({res.rows_checked} rows"
+                   + ("" if res.row_check == "ok" else f"; {res.row_check}") + ")")
+    if res.sequences_set:
+        click.echo(f"  sequences      {res.sequences_set} set past the restored ids")
     click.echo(f"  alembic        {res.alembic_revision or '-'}")
     click.echo(f"  safety backup  {res.safety_backup} (on the server)")
     click.echo(f"  duration       {res.duration_s:.1f}s")
+    for w in res.warnings:
+        click.echo(f"  warning: {w}")
 
 
 @remote.command("status")
