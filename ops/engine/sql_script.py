@@ -305,8 +305,11 @@ def _check_script(path: Path) -> _Check:
     check = _Check()
     name = path.name
     with open(path, "rb") as f:
-        head = f.read(len(_PG_DUMP_HEADER) + 16)
-        check.pg_dump_header = head.lstrip().startswith(_PG_DUMP_HEADER)
+        # pg_dump opens with "--\n-- PostgreSQL database dump\n--": look at the first lines.
+        head = f.read(512)
+        check.pg_dump_header = any(
+            line.strip() == _PG_DUMP_HEADER for line in head.splitlines()[:4]
+        )
         f.seek(0)
         splitter = ScriptSplitter(f)
         restrict_key: str | None = None

@@ -343,6 +343,7 @@ def test_pg_dump_15_file_restores_into_15_with_same_schema_and_rows(pg15, dumps,
     assert events[-1].done == result.bytes_read == dumps["15"].stat().st_size
     assert "app.counter" in result.sequences_set
     assert any("lock_timeout" in s for s in result.skipped)
+    assert not [w for w in result.warnings if "pg_dump header" in w], result.warnings
     assert_same_database(dumps["src15"], target, pg15, pg15, tmp_path)
 
 
@@ -439,3 +440,14 @@ def test_sniffing_tells_sql_from_json_and_binary(tmp_path, dumps):
     assert not looks_like_sql_script(tmp_path / "a.json")
     assert not looks_like_sql_script(tmp_path / "b.bin")
     assert looks_like_sql_script(tmp_path / "c.sql")
+
+
+@pytest.mark.postgres
+def test_a_real_dump_missing_its_closing_line_is_refused(pg15, dumps, make_db, tmp_path):
+    text = dumps["15"].read_text()
+    path = tmp_path / "no-end.sql"
+    path.write_text(text[: text.index("-- PostgreSQL database dump complete")])
+    target = make_db(pg15)
+    with pytest.raises(ArchiveError, match="dump complete"):
+        asyncio.run(restore_in_transaction(target, path))
+    assert app_relations(target) == 0
