@@ -144,6 +144,10 @@ def restore_cmd(
     from .remote.tunnel_session import tunnel_session
 
     archive = resolve_backup_file(backup, backup_dir)
+    if _restore_foreign_file(archive, host, ssh_config, env_file, backup_dir,
+                             accept_new_host_key, jobs, as_json, progress_json, tables, mode,
+                             yes, force, lock_timeout, keep_safety):
+        return
     report = verify_archive(archive)
     click.echo(f"verified {archive}: {report.members} members, every checksum matches", err=True)
     patterns = _split_patterns(tables)
@@ -174,3 +178,46 @@ def restore_cmd(
     click.echo(f"safety backup: {result.safety_backup}", err=True)
     for w in r.plan.warnings:
         click.echo(f"warning: {w}", err=True)
+
+
+def _restore_foreign_file(
+    path: Path, host: str | None, ssh_config: str | None, env_file: str | None,
+    backup_dir: Path, accept_new_host_key: bool, jobs: int, as_json: bool, progress_json: bool,
+    tables: tuple[str, ...], mode: str, yes: bool, force: bool, lock_timeout: float,
+    keep_safety: int,
+) -> bool:
+    """An old JSON backup or plain SQL dump through the tunnel; False when ``path`` is neither."""
+    from .cli import _confirm_foreign, _echo_json, run_async
+    from .engine.foreign import restorer_for
+    from .errors import UsageError
+    from .progress_ui import progress_reporter
+    from .remote.tunnel_ops import tunnel_restore_foreign
+    from .remote.tunnel_session import tunnel_session
+
+    restorer = restorer_for(path)
+    if restorer is None:
+        return False
+    if tables or mode not in ("auto", "replace"):
+        raise UsageError(
+            f"{path.name} is an old JSON backup or a SQL dump: --tables and --mode apply to "
+            ".mmops backups only."
+        )
+    settings = _settings(host, ssh_config, env_file, accept_new_host_key)
+    with tunnel_session(settings) as session:
+        click.echo(f"tunnel: {session.describe()}", err=True)
+        click.echo(f"host {session.ssh}, file {path.name}", err=True)
+        _confirm_foreign(path, session.url.database, yes)
+        with progress_reporter(json_lines=progress_json) as progress:
+            result = run_async(tunnel_restore_foreign(
+                session, path, restorer, backup_dir=backup_dir, jobs=jobs, force=force,
+                lock_timeout=lock_timeout, keep_safety=keep_safety, progress=progress,
+            ))
+    if as_json:
+        _echo_json(result)
+        return True
+    rows = result["restore"].get("total_rows", 0)
+    click.echo(f"restored {path} into {session.url.database} on {result['host']}: {rows} rows")
+    click.echo(f"safety backup: {result['safety_backup']}", err=True)
+    for w in result["restore"].get("warnings", []):
+        click.echo(f"warning: {w}", err=True)
+    return True

@@ -58,6 +58,8 @@ async def _in_one_transaction(
                 f"PostgreSQL refused {what} ({str(exc).splitlines()[0]}); the restore was rolled "
                 f"back and database {url.database!r} is unchanged."
             ) from exc
+    if hasattr(result, "to_dict"):
+        return dict(result.to_dict())
     if dataclasses.is_dataclass(result) and not isinstance(result, type):
         return dataclasses.asdict(result)
     return dict(result)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -204,6 +204,38 @@ async def tunnel_restore(
     )
 
 
+async def tunnel_restore_foreign(
+    session: TunnelSession,
+    path: Path,
+    restorer: Callable[..., Awaitable[dict[str, Any]]],
+    *,
+    backup_dir: Path,
+    jobs: int = 2,
+    force: bool = False,
+    lock_timeout: float = 30.0,
+    keep_safety: int = SAFETY_KEEP_DEFAULT,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """An old JSON backup or a plain SQL dump through the tunnel: safety backup first, then
+    the file in one transaction (``restorer`` comes from ``ops.engine.foreign.restorer_for``)."""
+    from ..engine.results import Progress
+
+    if progress is not None:
+        progress(Progress("safety", message=f"safety backup of {session.url.database}"))
+    safety = await tunnel_backup(
+        session, backup_dir / SAFETY_DIR, jobs=jobs, progress=progress, name_prefix=SAFETY_PREFIX
+    )
+    prune_safety(Path(safety.path).parent, keep_safety)
+    try:
+        summary = await restorer(
+            session.url, path, lock_timeout=lock_timeout, force=force, progress=progress
+        )
+    except RestoreFailed as exc:
+        raise RestoreFailed(f"{exc.message} The safety backup is {safety.path}.",
+                            hint=exc.hint) from exc
+    return {"restore": summary, "safety_backup": safety.path, "host": session.ssh}
+
+
 __all__ = [
     "TunnelBackupResult",
     "TunnelRestoreResult",
@@ -213,4 +245,5 @@ __all__ = [
     "tunnel_backup",
     "tunnel_plan",
     "tunnel_restore",
+    "tunnel_restore_foreign",
 ]

@@ -438,3 +438,26 @@ def test_failing_restore_leaves_the_database_unchanged_and_keeps_the_safety_back
     safety = Path(err.rsplit("The safety backup is ", 1)[1].rstrip("."))
     assert safety.is_file() and safety.parent == tmp_path / "safety"
     assert data_digest(app) == before
+
+
+def test_a_plain_sql_dump_restores_through_the_tunnel_after_a_safety_backup(
+    server: TunnelServer, tmp_path: Path
+) -> None:
+    """`db-restore-ssh BACKUP=dump.sql`: a real pg_dump file runs through the tunnel in one
+    transaction into the server's (empty) database, after a safety backup."""
+    server.pg.psql("CREATE DATABASE sqlin")
+    env = server.write_env_file("sqlin.env", "sqlin")
+    dump = tmp_path / "app.sql"
+    pg = server.pg
+    res = subprocess.run(
+        [str(pg.bindir / "pg_dump"), "--no-owner", "--no-privileges", "-h", str(pg.socket_dir),
+         "-p", str(pg.port), "-U", pg.superuser, "-d", "app", "-f", str(dump)],
+        capture_output=True, text=True, env={**os.environ, "PGPASSWORD": pg.password},
+    )
+    assert res.returncode == 0, res.stderr
+    res = run_cli("tunnel", "restore", str(dump), *server.cli_args(env),
+                  "--backup-dir", str(tmp_path), "--yes")
+    assert res.returncode == 0, res.stderr
+    assert data_digest(pg.socket_url("sqlin")) == data_digest(pg.socket_url("app"))
+    assert len(list((tmp_path / "safety").glob("safety-sqlin-*.mmops"))) == 1
+    assert_no_secret(server, res.stdout, res.stderr)
