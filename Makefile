@@ -70,7 +70,7 @@ db-backup-ops: $(REMOTE_NEEDS)
 	$(BIN)/mmops remote backup
 
 db-restore-ops: $(REMOTE_NEEDS)
-	@test -n "$(BACKUP)" || { echo "usage: make db-restore-ops BACKUP=backups/FILE.mmops (or BACKUP=latest)" >&2; exit 2; }
+	@test -n "$(BACKUP)" || { echo "usage: make db-restore-ops BACKUP=backups/FILE.mmops|old.json|dump.sql (or BACKUP=latest)" >&2; exit 2; }
 	$(BIN)/mmops remote restore
 
 # SSH tunnel mode (mmops tunnel ...): nothing installed on the server; the engine runs here and
@@ -81,7 +81,7 @@ db-backup-ssh: $(REMOTE_NEEDS)
 	$(BIN)/mmops tunnel backup
 
 db-restore-ssh: $(REMOTE_NEEDS)
-	@test -n "$(BACKUP)" || { echo "usage: make db-restore-ssh BACKUP=backups/FILE.mmops (or BACKUP=latest)" >&2; exit 2; }
+	@test -n "$(BACKUP)" || { echo "usage: make db-restore-ssh BACKUP=backups/FILE.mmops|old.json|dump.sql (or BACKUP=latest)" >&2; exit 2; }
 	$(BIN)/mmops tunnel restore
 
 # Sandbox + setup + backup + a visible change + restore (YES=1) + a check that the data is back.

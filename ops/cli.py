@@ -178,6 +178,13 @@ def restore(
 
     url = _db_url(database_url, env_file)
     foreign = _foreign_restore(file)
+    if foreign is not None and (tables or mode != "create"):
+        from .errors import UsageError
+
+        raise UsageError(
+            f"{file.name} is an old JSON backup or a SQL dump: --tables and --mode apply to "
+            ".mmops backups only."
+        )
     if foreign is not None:
         _confirm_foreign(file, url.database, yes)
         with progress_reporter(json_lines=progress_json) as progress:
