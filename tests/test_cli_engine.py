@@ -157,3 +157,12 @@ def test_replace_without_yes_and_without_a_terminal_is_refused(backup_file, sour
     res = mmops("restore", str(backup_file), "--mode", "replace", "--yes", url=source)
     assert res.returncode == 0, res.stderr
     assert "drops" in res.stderr  # the plan lists what disappears before acting
+
+
+def test_mode_or_tables_on_an_old_json_backup_is_a_usage_error(pg15, make_db):
+    legacy = Path(__file__).parent / "fixtures" / "legacy"
+    legacy = legacy / "production_backup_20240501_120000.json"
+    dst = make_db(pg15)
+    for extra in (["--mode", "replace"], ["--tables", "users"]):
+        res = mmops("restore", str(legacy), "--yes", *extra, url=dst)
+        assert "apply to .mmops backups only" in _one_sentence_error(res, 2)
