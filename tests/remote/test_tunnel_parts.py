@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,11 +148,24 @@ def test_forward_carries_concurrent_connections_both_ways_then_closes_everything
                 w.start()
             for w in workers:
                 w.join(60)
-            assert results == [payload] * 3
-            stats = fwd.stats()
-            assert stats.connections == 3
-            assert stats.bytes_to_server == stats.bytes_from_server == 3 * len(payload)
-            port = fwd.port
+            try:
+                assert results == [payload] * 3
+                # A pump counts a block after handing it on, so the client may hold every byte
+                # a moment before the counter does: wait for the counters, never for a time.
+                expected = 3 * len(payload)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    stats = fwd.stats()
+                    if stats.bytes_to_server == stats.bytes_from_server == expected:
+                        break
+                    time.sleep(0.02)
+                assert stats.connections == 3
+                assert stats.bytes_to_server == stats.bytes_from_server == expected
+                port = fwd.port
+            except BaseException:
+                for c in clients:
+                    c.close()
+                raise
         # closing the forward ends the still-open client connections too
         for c in clients:
             c.settimeout(5)
