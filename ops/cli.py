@@ -219,7 +219,6 @@ def restore(
 
 def _confirm_plan(plan, yes: bool, *, quiet: bool) -> bool:
     from .engine.results import RestoreMode
-    from .errors import RestoreRefused
 
     destructive = plan.mode is not RestoreMode.CREATE
     if not quiet or not yes:
@@ -241,14 +240,7 @@ def _confirm_plan(plan, yes: bool, *, quiet: bool) -> bool:
             print(f"  warning: {w}", file=out)
     if not destructive or yes:
         return True
-    if not sys.stdin.isatty():
-        raise RestoreRefused(
-            f"This restore replaces data in {plan.database!r}; pass --yes to confirm "
-            "when not running interactively."
-        )
-    answer = click.prompt(f"Type the database name ({plan.database}) to continue", default="",
-                          show_default=False, err=True)
-    return bool(answer.strip() == plan.database)
+    return _typed_database_name(plan.database, "This restore")
 
 
 def _confirm_foreign(file: Path, database: str, yes: bool) -> None:
@@ -256,15 +248,22 @@ def _confirm_foreign(file: Path, database: str, yes: bool) -> None:
 
     if yes:
         return
+    if not _typed_database_name(database, f"Restoring {file.name}"):
+        raise RestoreRefused("Restore cancelled; nothing was changed.")
+
+
+def _typed_database_name(database: str, what: str) -> bool:
+    """Ask the operator to type the database name; refuse when there is no terminal to ask."""
+    from .errors import RestoreRefused
+
     if not sys.stdin.isatty():
         raise RestoreRefused(
-            f"Restoring {file.name} replaces data in {database!r}; pass --yes to confirm "
+            f"{what} replaces data in {database!r}; pass --yes to confirm "
             "when not running interactively."
         )
     answer = click.prompt(f"Type the database name ({database}) to continue", default="",
                           show_default=False, err=True)
-    if answer.strip() != database:
-        raise RestoreRefused("Restore cancelled; nothing was changed.")
+    return bool(answer.strip() == database)
 
 
 def _foreign_restore(file: Path):
