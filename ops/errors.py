@@ -11,6 +11,7 @@
     ├── RestoreFailed (9)             a restore failed and was rolled back
     ├── RemoteError (10)              SSH / server-side agent problems
     │   └── HostKeyError (11)         unknown or changed host key
+    ├── RepositoryError (12)          the backup repository (dir, S3, GCS) refused or failed
     └── Interrupted (130)             Ctrl-C / SIGTERM; cleanup ran
 
 Convert third-party errors at the boundary: ``raise DatabaseError(...) from exc``.
@@ -73,6 +74,10 @@ class HostKeyError(RemoteError):
     exit_code = 11
 
 
+class RepositoryError(OpsError):
+    exit_code = 12
+
+
 class Interrupted(OpsError):
     exit_code = 130
 
@@ -87,6 +92,7 @@ __all__ = [
     "Interrupted",
     "OpsError",
     "RemoteError",
+    "RepositoryError",
     "RestoreFailed",
     "RestoreRefused",
     "UsageError",
