@@ -7,8 +7,7 @@ The public Python API (the CLI `mmops` is built on it)::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .archive import read_manifest, verify_archive
 from .engine.backup import backup
 from .engine.restore import plan_restore, restore

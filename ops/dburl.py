@@ -1,4 +1,4 @@
-"""DATABASE_URL in every SQLAlchemy spelling: parsing, env files, redaction.
+"""DATABASE_URL in every SQLAlchemy spelling: parsing, the one dotenv reader, redaction.
 
 Parsing goes through ``sqlalchemy.engine.make_url`` (never a regex), so
 ``postgresql://``, ``postgresql+asyncpg://``, ``postgresql+psycopg://``,
@@ -7,6 +7,7 @@ percent-encoded passwords and query options such as ``sslmode`` all work.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from dataclasses import dataclass, field
@@ -94,8 +95,24 @@ class DbUrl:
         return env
 
 
+_MUST_ENCODE = "@ : / ? # % & ="
+
+
+def _invalid_url(why: str) -> ConfigError:
+    # Never quote the URL or any part of it: a fragment of a password is still a secret.
+    return ConfigError(
+        f"DATABASE_URL is not a valid URL: {why}.",
+        hint="Percent-encode special characters in the user name and password "
+        f"({_MUST_ENCODE}), e.g. with python3 -c \"import urllib.parse; "
+        "print(urllib.parse.quote(input(), safe=''))\".",
+    )
+
+
 def parse_database_url(raw: str) -> DbUrl:
-    """Parse a DATABASE_URL in any SQLAlchemy PostgreSQL spelling."""
+    """Parse a DATABASE_URL in any SQLAlchemy PostgreSQL spelling.
+
+    Every failure is one ConfigError sentence (exit 3) that never repeats any part of the URL.
+    """
     text = raw.strip()
     if not text:
         raise ConfigError("DATABASE_URL is empty.")
@@ -105,6 +122,17 @@ def parse_database_url(raw: str) -> DbUrl:
         raise ConfigError(
             "DATABASE_URL is not a valid URL (expected postgresql://user:password@host:port/db)."
         ) from exc
+    except ValueError:
+        # make_url's own message quotes the piece it could not parse (often part of the
+        # password), so it is dropped, not chained.
+        raise _invalid_url("its host/port part cannot be read (an unencoded special character "
+                           "in the password?)") from None
+    host = url.host or ""
+    if any(c in host for c in "@/?#%:& ") or text.count("@") > 1:
+        raise _invalid_url("it holds more than one '@' or a special character in the host part "
+                           "(an unencoded character in the password?)")
+    if url.password is not None and "%" in str(url.password):
+        raise _invalid_url("the password holds a '%' that is not a valid percent-encoding")
     backend = url.get_backend_name()
     if backend not in {"postgresql", "postgres"}:
         raise ConfigError(f"DATABASE_URL is for {backend!r}, not PostgreSQL.")
@@ -121,19 +149,33 @@ def parse_database_url(raw: str) -> DbUrl:
     )
 
 
-def read_env_file(path: Path, key: str = "DATABASE_URL") -> str:
-    """Read ``key`` from a dotenv file without exporting anything to the environment."""
+def database_url_from_dotenv(text: str, *, source: str, key: str = "DATABASE_URL") -> DbUrl:
+    """``key`` from the text of a dotenv file (no interpolation, nothing exported), parsed.
+
+    The one reader of env files: local files, the agent's server-side file and the tunnel's
+    file read over SSH all end here, so they say the same things. ``source`` names the file in
+    messages (e.g. ``"/etc/markdown-manager.env on the server"``).
+    """
     from dotenv import dotenv_values
 
-    if not path.exists():
-        raise ConfigError(f"Env file {path} does not exist.")
-    if not os.access(path, os.R_OK):
-        raise ConfigError(f"Env file {path} is not readable by this user.")
-    values = dotenv_values(path, interpolate=False)
-    value = values.get(key)
+    value = dotenv_values(stream=io.StringIO(text), interpolate=False).get(key)
     if not value:
-        raise ConfigError(f"Env file {path} does not define {key}.")
-    return value
+        raise ConfigError(
+            f"The env file {source} does not define {key}.",
+            hint=f"Add a line {key}=postgresql://user:password@host:5432/dbname.",
+        )
+    return parse_database_url(value)
+
+
+def read_env_file(path: Path) -> DbUrl:
+    """DATABASE_URL from a local dotenv file."""
+    if not path.exists():
+        raise ConfigError(f"The env file {path} does not exist.")
+    if path.is_dir():
+        raise ConfigError(f"The env file {path} is a directory.")
+    if not os.access(path, os.R_OK):
+        raise ConfigError(f"The env file {path} is not readable by this user.")
+    return database_url_from_dotenv(path.read_text(), source=str(path))
 
 
 def resolve_database_url(
@@ -144,7 +186,7 @@ def resolve_database_url(
     if database_url:
         return parse_database_url(database_url)
     if env_file is not None:
-        return parse_database_url(read_env_file(env_file))
+        return read_env_file(env_file)
     if env.get("DATABASE_URL"):
         return parse_database_url(env["DATABASE_URL"])
     raise ConfigError(
@@ -152,14 +194,20 @@ def resolve_database_url(
     )
 
 
-def redact_text(text: str, secrets: list[str | None]) -> str:
-    """Replace every secret in ``text`` with ``***`` (for error messages from drivers)."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
 def private_file_mode_ok(path: Path) -> bool:
     """True when a file is readable by its owner only (0600 or stricter)."""
     return stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
+
+
+def redact_text(text: str, secrets: list[str | None]) -> str:
+    """Replace secrets in a third-party driver's message with ``***``.
+
+    A last line of defence for text we did not build (driver exceptions) only: never run it
+    over our own messages or a protocol (a short password would rewrite unrelated text).
+    Passwords of 4 characters or fewer are left alone for that reason; such messages are
+    built without the URL in the first place.
+    """
+    for secret in secrets:
+        if secret and len(secret) > 4:
+            text = text.replace(secret, "***")
+    return text

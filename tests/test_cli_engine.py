@@ -147,13 +147,22 @@ def test_not_a_backup_and_wrong_format_version(tmp_path, backup_file):
     assert "99" in line
 
 
-def test_restore_into_a_non_empty_database_without_mode_is_refused(backup_file, pg15, make_db):
+def test_restore_into_a_non_empty_database_plans_replace_and_needs_the_typed_name(
+    backup_file, pg15, make_db
+):
     dst = make_db(pg15)
     pg15.psql("CREATE TABLE mine (x int); INSERT INTO mine VALUES (1);", dst.database)
     before = data_digest(dst)
-    line = _one_sentence_error(mmops("restore", str(backup_file), url=dst),
+    res = mmops("restore", str(backup_file), url=dst)
+    line = _one_sentence_error(res, RestoreRefused.exit_code)
+    assert f"The backup is of database {backup_file.name.rsplit('-', 1)[0]!r}" in line
+    res = mmops("restore", str(backup_file), "--force", url=dst)
+    assert "--yes" in _one_sentence_error(res, RestoreRefused.exit_code)
+    assert "(mode replace)" in res.stdout and "will disappear: public.mine (1 rows)" in res.stdout
+    assert data_digest(dst) == before
+    line = _one_sentence_error(mmops("restore", str(backup_file), "--mode", "create", url=dst),
                                RestoreRefused.exit_code)
-    assert "--mode replace" in line
+    assert "--mode create needs an empty database" in line
     assert data_digest(dst) == before
 
 
@@ -162,7 +171,7 @@ def test_replace_without_yes_and_without_a_terminal_is_refused(backup_file, sour
     assert "--yes" in _one_sentence_error(res, RestoreRefused.exit_code)
     res = mmops("restore", str(backup_file), "--mode", "replace", "--yes", url=source)
     assert res.returncode == 0, res.stderr
-    assert "drops" in res.stderr  # the plan lists what disappears before acting
+    assert "live rows →" in res.stdout  # the plan is shown before acting
 
 
 def test_mode_or_tables_on_an_old_json_backup_is_a_usage_error(pg15, make_db):
@@ -171,4 +180,4 @@ def test_mode_or_tables_on_an_old_json_backup_is_a_usage_error(pg15, make_db):
     dst = make_db(pg15)
     for extra in (["--mode", "replace"], ["--tables", "users"]):
         res = mmops("restore", str(legacy), "--yes", *extra, url=dst)
-        assert "apply to .mmops backups only" in _one_sentence_error(res, 2)
+        assert "applies to .mmops backups" in _one_sentence_error(res, 2)

@@ -2,7 +2,13 @@ from pathlib import Path
 
 import pytest
 
-from ops.dburl import parse_database_url, read_env_file, redact_text, resolve_database_url
+from ops.dburl import (
+    database_url_from_dotenv,
+    parse_database_url,
+    read_env_file,
+    redact_text,
+    resolve_database_url,
+)
 from ops.errors import ConfigError
 
 
@@ -49,7 +55,8 @@ def test_env_file_is_read_without_touching_the_environment(tmp_path: Path, monke
     monkeypatch.delenv("DATABASE_URL", raising=False)
     env = tmp_path / "app.env"
     env.write_text('OTHER=1\nDATABASE_URL="postgresql://a:b%23c@h:1/d"\n')
-    assert read_env_file(env) == "postgresql://a:b%23c@h:1/d"
+    url = read_env_file(env)
+    assert (url.password, url.host, url.port, url.database) == ("b#c", "h", 1, "d")
     import os
 
     assert "DATABASE_URL" not in os.environ
@@ -83,3 +90,30 @@ def test_precedence_flag_then_env_file_then_environment(tmp_path: Path):
 
 def test_redact_text_removes_secrets():
     assert redact_text("password hunter2 failed", ["hunter2", None]) == "password *** failed"
+
+
+def test_env_text_is_parsed_in_memory_without_interpolation() -> None:
+    text = ('# comment\nexport OTHER=1\nDATABASE_URL="postgresql://app:p%24ss@localhost:5432/mm"'
+            "\nSECRET_KEY=${DATABASE_URL}\n")
+    url = database_url_from_dotenv(text, source="/etc/x.env on the server")
+    assert (url.username, url.password, url.host, url.database) == ("app", "p$ss", "localhost",
+                                                                    "mm")
+    assert "p$ss" not in repr(url) and "p$ss" not in str(url)
+
+
+def test_env_text_without_database_url_names_the_file() -> None:
+    with pytest.raises(ConfigError, match=r"/etc/x.env on the server does not define"):
+        database_url_from_dotenv("OTHER=1\n", source="/etc/x.env on the server")
+
+
+@pytest.mark.parametrize(
+    "password", ["Zq@Kv:w/Xr%#Jy?&=", "Zq@Kv", "Zq:Kv@Xr", "Zq%Kv", "Zq/Kv@Xr"])
+def test_unencoded_special_characters_are_one_sentence_without_any_fragment(password: str):
+    raw = f"postgresql://app:{password}@localhost:5432/markdown"
+    with pytest.raises(ConfigError) as info:
+        parse_database_url(raw)
+    text = str(info.value)
+    assert info.value.exit_code == 3 and "percent-encode" in text.lower()
+    for fragment in ("Zq", "Kv", "Xr", "Jy"):  # no piece of the password, however cut
+        assert fragment not in text
+    assert info.value.__cause__ is None or "Kv" not in str(info.value.__cause__)

@@ -23,9 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
-import ops
-from ops.errors import ArchiveError
-
+from .._version import __version__
+from ..errors import ArchiveError
 from .format import (
     COMPRESSION,
     DEFAULT_CHUNK_SIZE,
@@ -93,7 +92,7 @@ class ArchiveWriter:
         self.header: dict[str, Any] = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
-            "tool_version": ops.__version__,
+            "tool_version": __version__,
             "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "compression": COMPRESSION,
             "chunk_size": chunk_size,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import asyncpg
 
-from .. import __version__
+from .._version import __version__
 from ..archive import ArchiveWriter
 from ..dburl import DbUrl
 from ..errors import DatabaseError, UsageError

@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..dburl import DbUrl, parse_database_url, read_env_file
+from ..dburl import DbUrl, read_env_file
 from ..errors import ConfigError
 from .app import APP_TABLES, head_revision, migrate, seed
 from .postgres import PostgresServer, find_bindir
@@ -376,7 +376,7 @@ def stop(state_dir: Path | None = None) -> StopResult:
 
 def database_url(state: SandboxState) -> DbUrl:
     """The app role's URL, read back from the env file (for tests and the demo)."""
-    return parse_database_url(read_env_file(Path(state.env_file)))
+    return read_env_file(Path(state.env_file))
 
 
 __all__ = [

@@ -1,0 +1,32 @@
+"""The ``mmops`` command line: one module per command group, each thin (parse → call a job →
+render → exit code). ``ops.cli:main`` is the console entry point."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .._version import __version__
+from .common import OpsGroup
+from .engine import backup, export, inspect, restore, verify
+from .remote import remote
+from .sandbox import sandbox
+from .tunnel import tunnel
+
+
+@click.group(cls=OpsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mmops")
+def main() -> None:
+    """Back up and restore markdown-manager's PostgreSQL database."""
+
+
+for command in (backup, restore, verify, inspect, export, sandbox, remote, tunnel):
+    main.add_command(command)
+
+
+def run() -> None:  # pragma: no cover - console entry for `python -m ops.cli`
+    sys.exit(main())
+
+
+__all__ = ["main"]

@@ -1,0 +1,86 @@
+"""What every command group shares: error → exit code, JSON output, sizes, option parsing."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import Interrupted, OpsError
+
+
+class OpsGroup(click.Group):
+    """Maps our exception tree to one clear sentence on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OpsError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            # Outside a job (a prompt, argument parsing): nothing had started.
+            click.echo("interrupted before anything started; nothing was changed.", err=True)
+            ctx.exit(Interrupted.exit_code)
+
+
+def echo_json(data: dict[str, Any]) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def notice(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def split_patterns(values: Iterable[str] | str | None) -> list[str]:
+    """``-t a -t b``, ``TABLES="a b"`` and ``TABLES=a,b`` all mean the same."""
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    return [p for v in values for p in re.split(r"[,\s]+", v) if p]
+
+
+def restore_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The restore options every mode offers, with the same names, defaults and Make vars."""
+    options = [
+        click.option("--mode", type=click.Choice(["auto", "create", "replace", "data-only"]),
+                     default="auto", show_default=True,
+                     help="auto: replace a database that has tables, create into an empty one, "
+                     "data-only with --tables."),
+        click.option("--tables", "-t", multiple=True, envvar="TABLES",
+                     help="Restore only these tables from a .mmops backup (data-only, into "
+                     "the existing schema; patterns, comma/space separated)."),
+        click.option("--yes", "-y", is_flag=True, envvar="YES",
+                     help="Do not ask to type the database name (automation)."),
+        click.option("--force", is_flag=True, envvar="FORCE",
+                     help="Restore despite a refusal the plan shows (another database's "
+                     "backup, differing alembic revisions, missing tables)."),
+        click.option("--lock-timeout", type=float, default=30.0, show_default=True,
+                     help="Seconds to wait for table locks before giving up."),
+        click.option("--keep-safety", type=click.IntRange(1, 1000), default=5,
+                     show_default=True, help="Safety backups of this database to keep."),
+        click.option("--backup-dir", envvar="BACKUP_DIR", default=Path("backups"),
+                     show_default=True, type=click.Path(path_type=Path, file_okay=False),
+                     help="Local backup directory (BACKUP=latest looks here; safety/ below "
+                     "it for direct and tunnel modes)."),
+        click.option("--jobs", "-j", type=click.IntRange(1, 64), default=2, show_default=True,
+                     help="Parallel connections for the safety backup."),
+        click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout."),
+        click.option("--progress-json", is_flag=True, hidden=True),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f

@@ -1,0 +1,160 @@
+"""``mmops backup | restore | verify | inspect | export``: the engine in this process, the
+database at DATABASE_URL (direct mode). Parse → call a job → render."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..steps.results import BackupRequest
+from .common import echo_json, human_size, restore_options, split_patterns
+from .flows import backup_command, restore_command
+
+
+def database_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option(
+        "--database-url",
+        envvar=None,
+        help="Database URL. Prefer DATABASE_URL or --env-file: a URL here is visible to "
+        "other users in the process list.",
+    )(f)
+    f = click.option(
+        "--env-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="A dotenv file defining DATABASE_URL.",
+    )(f)
+    return f
+
+
+def _direct(database_url: str | None, env_file: Path | None, safety_dir: Path) -> Callable[
+        [], contextlib.AbstractContextManager[Any]]:
+    from ..dburl import resolve_database_url
+    from ..transport.direct import DirectTransport
+
+    url = resolve_database_url(database_url=database_url, env_file=env_file)
+
+    @contextlib.contextmanager
+    def open_transport() -> Iterator[DirectTransport]:
+        yield DirectTransport(url, safety_dir)
+
+    return open_transport
+
+
+@click.command()
+@database_options
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("."),
+              show_default=True, help="A directory for the backup file (named <db>-<UTC>.mmops), "
+              "or a file name.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Parallel connections reading one consistent snapshot.")
+@click.option("--tables", "-t", multiple=True,
+              help="Only these tables (shell patterns, schema.name allowed; repeatable).")
+@click.option("--exclude-tables", "-T", multiple=True, help="Skip these tables (patterns).")
+@click.option("--level", type=click.IntRange(1, 19), default=3, show_default=True,
+              help="zstd compression level.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("--progress-json", is_flag=True, hidden=True)
+def backup(
+    database_url: str | None, env_file: Path | None, output: Path, jobs: int,
+    tables: tuple[str, ...], exclude_tables: tuple[str, ...], level: int, as_json: bool,
+    progress_json: bool,
+) -> None:
+    """Take a consistent backup of the database into one verified file."""
+    request = BackupRequest(jobs=jobs, tables=split_patterns(tables),
+                            exclude_tables=split_patterns(exclude_tables), level=level)
+    if output.is_dir() or str(output).endswith("/") or output.suffix != ".mmops":
+        dest, name = output, None
+    else:
+        dest, name = output.parent, output.name
+    if name is not None:
+        request = BackupRequest(jobs=jobs, tables=request.tables,
+                                exclude_tables=request.exclude_tables, level=level, name=name)
+    backup_command(_direct(database_url, env_file, dest / "safety"), dest, request,
+                   as_json=as_json, progress_json=progress_json, phases=False)
+
+
+@click.command()
+@click.argument("backup", metavar="FILE")
+@database_options
+@restore_options
+def restore(
+    backup: str, database_url: str | None, env_file: Path | None, mode: str,
+    tables: tuple[str, ...], yes: bool, force: bool, lock_timeout: float, keep_safety: int,
+    backup_dir: Path, jobs: int, as_json: bool, progress_json: bool,
+) -> None:
+    """Restore FILE (a .mmops backup or `latest`, an old JSON backup or a plain SQL dump)
+    atomically: plan, typed confirmation when data is replaced, safety backup, restore."""
+    restore_command(
+        _direct(database_url, env_file, backup_dir / "safety"), backup, backup_dir=backup_dir,
+        mode=mode, tables=tables, yes=yes, force=force, lock_timeout=lock_timeout,
+        keep_safety=keep_safety, jobs=jobs, as_json=as_json, progress_json=progress_json,
+        phases=False,
+    )
+
+
+# --- export --------------------------------------------------------------------------------
+
+@click.command()
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["sql"]), default="sql", show_default=True,
+              help="Output format: a plain SQL script for psql.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Output file (default: FILE with a .sql suffix).")
+def export(file: Path, fmt: str, output: Path | None) -> None:
+    """Write a backup as a plain SQL script that `psql -v ON_ERROR_STOP=1 -f` restores."""
+    from ..interop.sql_export import export_sql
+
+    target = output or file.with_suffix(".sql")
+    result = export_sql(file, target)
+    click.echo(result.path)
+    click.echo(f"{result.tables} tables, {result.rows} rows, {human_size(result.bytes_written)}",
+               err=True)
+
+
+# --- verify / inspect ----------------------------------------------------------------------
+
+@click.command()
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout.")
+def verify(file: Path, as_json: bool) -> None:
+    """Re-check every checksum and the structure of a backup file."""
+    from dataclasses import asdict
+
+    from ..archive import verify_archive
+
+    report = verify_archive(file)
+    if as_json:
+        echo_json(asdict(report))
+    else:
+        click.echo(f"OK {file}: {report.members} members, {human_size(report.raw_bytes)} of data "
+                   f"({human_size(report.stored_bytes)} stored), every checksum matches")
+
+
+@click.command()
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def inspect(file: Path, as_json: bool) -> None:
+    """Print a backup's manifest (fast: reads no table data)."""
+    from ..archive import read_manifest
+
+    manifest = read_manifest(file)
+    if as_json:
+        echo_json(manifest)
+        return
+    click.echo(f"file:      {file}")
+    click.echo(
+        f"database:  {manifest.get('database')}  (PostgreSQL {manifest.get('server_version')})"
+    )
+    click.echo(f"created:   {manifest.get('created_at')}  by mmops {manifest.get('tool_version')}")
+    click.echo(f"alembic:   {manifest.get('alembic_revision') or '-'}")
+    tables = manifest.get("tables", [])
+    click.echo(f"tables:    {len(tables)}, {sum(t['rows'] for t in tables)} rows")
+    for t in tables:
+        click.echo(f"  {t['schema']}.{t['name']:<40} {t['rows']:>12} rows  "
+                   f"{human_size(t['stored_bytes']):>10}")
+
+

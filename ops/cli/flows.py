@@ -1,0 +1,59 @@
+"""The backup and restore commands' bodies, shared by ``mmops``, ``mmops remote`` and
+``mmops tunnel``: open the transport, call the job, render. No rules here (they are in
+``policy``), no workflow (it is in ``jobs``)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..jobs.backup import run_backup
+from ..jobs.restore import confirm, execute, prepare_restore
+from ..repository.local import LocalRepository
+from ..steps.results import BackupRequest
+from ..transport.base import Transport
+from .common import echo_json, split_patterns
+from .confirm import typed_confirmation
+from .progress import progress_reporter
+from .render import render_backup, render_plan, render_restore
+
+TransportFactory = Callable[[], contextlib.AbstractContextManager[Transport]]
+
+
+def backup_command(
+    open_transport: TransportFactory, dest: Path, request: BackupRequest, *, as_json: bool,
+    progress_json: bool, phases: bool = True,
+) -> None:
+    repo = LocalRepository(dest)
+    with open_transport() as transport, progress_reporter(
+        json_lines=progress_json, phases=phases and not as_json
+    ) as progress:
+        outcome = run_backup(transport, repo, request, progress)
+    if as_json:
+        echo_json(outcome.to_dict())
+    else:
+        render_backup(outcome)
+
+
+def restore_command(
+    open_transport: TransportFactory, backup: str, *, backup_dir: Path, mode: str,
+    tables: Any, yes: bool, force: bool, lock_timeout: float, keep_safety: int, jobs: int,
+    as_json: bool, progress_json: bool, phases: bool = True,
+) -> None:
+    repo = LocalRepository(backup_dir)
+    with open_transport() as transport:
+        prepared = prepare_restore(
+            transport, backup, repo, mode=mode, tables=split_patterns(tables), force=force,
+            lock_timeout=lock_timeout, jobs=jobs, keep_safety=keep_safety,
+        )
+        render_plan(prepared.plan, err=as_json)
+        confirm(prepared, lambda plan: typed_confirmation(plan, yes=yes))
+        with progress_reporter(json_lines=progress_json,
+                               phases=phases and not as_json) as progress:
+            outcome = execute(transport, prepared, progress)
+    if as_json:
+        echo_json({"plan": prepared.plan.to_dict(), **outcome.to_dict()})
+    else:
+        render_restore(outcome, prepared.plan)

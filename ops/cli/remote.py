@@ -1,0 +1,191 @@
+"""``mmops remote setup|backup|restore|status|doctor``: the remote-ops agent over SSH.
+
+Parse → open the agent transport (one strict SSH connection, agent brought up to date) → call
+the same job every mode uses → render. Every option has the Make variable of the same name as
+its environment variable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import OpsError
+from .common import echo_json, notice, restore_options
+from .flows import backup_command, restore_command
+
+
+def _settings(ctx: click.Context) -> Any:
+    from ..config import resolve_settings
+
+    o = ctx.obj
+    return resolve_settings(
+        host=o["host"], ssh_config=o["ssh_config"], env_file=o["env_file"],
+        ops_dir=o["ops_dir"], python=o["python"],
+        accept_new_host_key=o["accept_new_host_key"], notice=notice,
+    )
+
+
+def _opener(ctx: click.Context) -> Any:
+    from ..transport.agent import open_agent
+
+    settings = _settings(ctx)
+
+    @contextlib.contextmanager
+    def open_transport() -> Iterator[Any]:
+        with open_agent(settings, notice=notice) as transport:
+            yield transport
+
+    return open_transport
+
+
+@click.group("remote")
+@click.option("--host", envvar="HOST", help="user@host[:port] or ssh_config alias (default: "
+              "the local sandbox).")
+@click.option("--ssh-config", envvar="SSH_CONFIG", help="ssh_config file (default: yours).")
+@click.option("--env-file", envvar="ENV_FILE",
+              help="Server-side dotenv file with DATABASE_URL [/etc/markdown-manager.env].")
+@click.option("--ops-dir", envvar="OPS_DIR", help="Agent dir on the server "
+              "[~/markdown-manager-ops].")
+@click.option("--python", "python", envvar="REMOTE_PYTHON",
+              help="The server's python to build the venv with [python3].")
+@click.option("--accept-new-host-key", is_flag=True, envvar="ACCEPT_NEW_HOST_KEY",
+              help="Accept and save an unknown host key (never a changed one).")
+@click.pass_context
+def remote(
+    ctx: click.Context, host: str | None, ssh_config: str | None, env_file: str | None,
+    ops_dir: str | None, python: str | None, accept_new_host_key: bool,
+) -> None:
+    """Run backups and restores on the app server over SSH (the remote-ops agent)."""
+    ctx.obj = {
+        "host": host or None,
+        "ssh_config": ssh_config or None,
+        "env_file": env_file or None,
+        "ops_dir": ops_dir or None,
+        "python": python or None,
+        "accept_new_host_key": accept_new_host_key,
+    }
+
+
+@remote.command("setup")
+@click.option("--offline", is_flag=True, envvar="OFFLINE",
+              help="Ship a wheelhouse: the server needs no package index.")
+@click.option("--force", is_flag=True, help="Reinstall even when the agent is current.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def setup_cmd(ctx: click.Context, offline: bool, force: bool, as_json: bool) -> None:
+    """Provision OPS_DIR/venv on the server with this package (idempotent)."""
+    from ..provision.install import setup
+    from ..ssh.connection import connect
+
+    settings = _settings(ctx)
+    with connect(settings.target) as conn:
+        for line in settings.target.accepted:
+            notice(f"Accepted and saved new host key: {line}")
+        res = setup(conn, host=settings.host_label, python=settings.python,
+                    ops_dir=settings.ops_dir, offline=offline, force=force)
+    if as_json:
+        echo_json(res.to_dict())
+        return
+    verb = {"verified": "already up to date (verified)", "installed": "installed",
+            "updated": "updated (re-synced)", "repaired": "repaired"}[res.action]
+    click.echo(f"Agent {res.identity.short} on {res.host}: {verb}.")
+    click.echo(f"  dir     {res.ops_dir}  (python {res.python_version}, {res.python})")
+    click.echo(f"  offline {'yes' if res.offline else 'no'}   took {res.duration_s:.1f}s")
+
+
+@remote.command("backup")
+@click.option("--backup-dir", envvar="BACKUP_DIR", default="./backups", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))
+@click.option("--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--tables", "-t", multiple=True, envvar="TABLES",
+              help="Only these tables (patterns, comma/space separated).")
+@click.option("--exclude-tables", "-T", multiple=True, envvar="EXCLUDE_TABLES",
+              help="Skip these tables (patterns).")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--progress-json", is_flag=True, hidden=True)
+@click.pass_context
+def backup_cmd(
+    ctx: click.Context, backup_dir: Path, jobs: int, tables: tuple[str, ...],
+    exclude_tables: tuple[str, ...], as_json: bool, progress_json: bool,
+) -> None:
+    """Back up the server's database and pull the file into BACKUP_DIR (verified, 0600)."""
+    from ..steps.results import BackupRequest
+    from .common import split_patterns
+
+    request = BackupRequest(jobs=jobs, tables=split_patterns(tables),
+                            exclude_tables=split_patterns(exclude_tables))
+    backup_command(_opener(ctx), backup_dir, request, as_json=as_json,
+                   progress_json=progress_json)
+
+
+@remote.command("restore")
+@click.argument("backup", envvar="BACKUP", required=True)
+@restore_options
+@click.pass_context
+def restore_cmd(
+    ctx: click.Context, backup: str, mode: str, tables: tuple[str, ...], yes: bool,
+    force: bool, lock_timeout: float, keep_safety: int, backup_dir: Path, jobs: int,
+    as_json: bool, progress_json: bool,
+) -> None:
+    """Restore BACKUP (a .mmops file or `latest`, an old JSON backup, or a plain SQL dump)
+    into the server's database, atomically (safety backup in OPS_DIR/safety first)."""
+    restore_command(
+        _opener(ctx), backup, backup_dir=backup_dir, mode=mode, tables=tables, yes=yes,
+        force=force, lock_timeout=lock_timeout, keep_safety=keep_safety, jobs=jobs,
+        as_json=as_json, progress_json=progress_json,
+    )
+
+
+@remote.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def status_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Show the agent on the server and the live database."""
+    with _opener(ctx)() as transport:
+        st = transport.version()
+    if as_json:
+        echo_json(st)
+        return
+    live = st["status"]
+    click.echo(f"Agent {st['version']} ({st['hash'][:12]}) on {transport.label}, "
+               f"python {st['python']}")
+    click.echo(f"Database {live['server']} (PostgreSQL {live['server_version']}), alembic "
+               f"{live['alembic_revision'] or '-'}")
+    for t in live["tables"]:
+        click.echo(f"  {t['schema']}.{t['name']:<36} {t['rows']:>10} rows")
+
+
+@remote.command("doctor")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def doctor_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Check SSH, host key, python/venv, agent, env file, DATABASE_URL, database, disk."""
+    from ..provision.doctor import run_doctor
+
+    report = run_doctor(_settings(ctx))
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        click.echo(f"Doctor for {report.host}:")
+        for c in report.checks:
+            click.echo(f"  [{'ok' if c.ok else 'FAIL'}] {c.name:<13} {c.detail}")
+            if not c.ok and c.fix:
+                click.echo(f"         fix: {c.fix}")
+    if not report.ok:
+        raise OpsError(
+            f"{sum(not c.ok for c in report.checks)} check(s) failed; see the fixes above."
+        )
+
+
+@remote.command("demo-step", hidden=True)
+@click.argument("step", type=click.Choice(["snapshot", "change", "check"]))
+def demo_step(step: str) -> None:
+    """Used by `make demo` against the sandbox: record, change visibly, check the data is back."""
+    from ..sandbox.demo import demo_step as run_step
+
+    click.echo(run_step(step))

@@ -1,0 +1,81 @@
+"""Plans and outcomes as text: the same words whichever mode produced them."""
+
+from __future__ import annotations
+
+import click
+
+from ..policy.plan import Plan
+from ..steps.results import BackupOutcome, RestoreOutcome
+from .common import human_size
+
+
+def render_plan(plan: Plan, *, err: bool = False) -> None:
+    def echo(text: str) -> None:
+        click.echo(text, err=err)
+
+    echo(f"Restore onto {plan.host}, database {plan.database!r} (mode {plan.mode}):")
+    echo(f"  backup     {plan.backup_file}")
+    if plan.kind.foreign:
+        echo(f"  file       {plan.description}")
+        echo(f"  alembic    file {plan.backup_alembic_revision or '-'}  /  live "
+             f"{plan.live_alembic_revision or '-'}")
+        echo(f"  tables     {len(plan.tables)} in the file: {plan.rows_to_load} rows "
+             f"(live now: {plan.live_rows_replaced} rows)")
+    else:
+        echo(f"  taken      {plan.backup_created_at} from database {plan.backup_database!r}")
+        echo(f"  alembic    backup {plan.backup_alembic_revision or '-'}  /  live "
+             f"{plan.live_alembic_revision or '-'}")
+        only = f" (--tables {','.join(plan.selected_tables)})" if plan.selected_tables else ""
+        echo(f"  tables     {len(plan.tables)} replaced{only}: {plan.live_rows_replaced} "
+             f"live rows → {plan.rows_to_load} rows from the backup")
+    for t in plan.tables[:200]:
+        live = "new" if t.live_rows is None else str(t.live_rows)
+        echo(f"    {t.table:<40} {live:>10} → {t.backup_rows}")
+    if len(plan.tables) > 200:
+        echo(f"    … and {len(plan.tables) - 200} more tables")
+    if plan.dropped:
+        echo(f"  drops      {len(plan.dropped)} tables not in the backup, "
+             f"{plan.live_rows_dropped} live rows:")
+        for d in plan.dropped[:50]:
+            echo(f"    will disappear: {d.table} ({d.live_rows} rows)")
+        if len(plan.dropped) > 50:
+            echo(f"    … and {len(plan.dropped) - 50} more")
+    if plan.live_rows_lost:
+        echo(f"  loses      {plan.live_rows_lost} live rows in all (replaced or dropped)")
+    for w in plan.warnings:
+        echo(f"  warning: {w}")
+    for r in plan.refusals:
+        echo(f"  {'overridden (--force)' if plan.force else 'REFUSED'}: {r}")
+
+
+def render_backup(outcome: BackupOutcome) -> None:
+    """The file's path on stdout (scripts read it); the summary on stderr."""
+    click.echo(outcome.path)
+    for path in outcome.cleaned:
+        click.echo(f"Removed a leftover from an interrupted run: {path}", err=True)
+    click.echo(
+        f"backup of {outcome.database} on {outcome.host} (PostgreSQL {outcome.server_version}): "
+        f"{human_size(outcome.size_bytes)}, {len(outcome.tables)} tables, {outcome.total_rows} "
+        f"rows, alembic {outcome.alembic_revision or '-'}, {outcome.duration_s:.1f}s; "
+        f"{outcome.verified_members} members verified",
+        err=True,
+    )
+
+
+def render_restore(outcome: RestoreOutcome, plan: Plan) -> None:
+    click.echo(f"Restored {plan.backup_file} into {outcome.database!r} on {outcome.host} "
+               f"({outcome.mode}).")
+    if outcome.rows_checked is None:
+        click.echo(f"  tables         {outcome.tables}, {outcome.rows_restored} rows restored")
+        click.echo(f"  row counts     {outcome.row_check}")
+    else:
+        extra = "" if outcome.row_check == "ok" else f"; {outcome.row_check}"
+        click.echo(f"  tables         {outcome.tables}, {outcome.rows_restored} rows; row counts "
+                   f"checked ({outcome.rows_checked} rows{extra})")
+    if outcome.sequences_set:
+        click.echo(f"  sequences      {outcome.sequences_set} set past the restored ids")
+    click.echo(f"  alembic        {outcome.alembic_revision or '-'}")
+    click.echo(f"  safety backup  {outcome.safety_backup or 'none (the database had no tables)'}")
+    click.echo(f"  duration       {outcome.duration_s:.1f}s")
+    for w in outcome.warnings:
+        click.echo(f"  warning: {w}")

@@ -1,0 +1,189 @@
+"""The steps that run next to the engine, written once for every mode.
+
+Direct and tunnel modes call these on the laptop (the tunnel with a URL pointing at its
+forward); the agent calls them on the server. So a safety backup, its retention, the restore,
+the row check and what a message says after an interruption are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from pathlib import Path
+
+from ..archive import verify_archive
+from ..dburl import DbUrl
+from ..engine.backup import backup, default_backup_name
+from ..engine.results import Progress, ProgressCallback, RestoreMode
+from ..errors import Interrupted, OpsError, RestoreFailed
+from ..interop.detect import FileKind
+from ..policy.keep_newest import select_beyond_newest
+from ..policy.live import LiveStatus
+from ..policy.plan import row_mismatches
+from ..repository.base import backups
+from ..repository.local import LocalRepository
+from .results import BackupOutcome, BackupRequest, RestoreOutcome, RestoreRequest
+from .status import read_live_status
+
+SAFETY_PREFIX = "safety-"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+async def backup_into(
+    url: DbUrl,
+    repo: LocalRepository,
+    request: BackupRequest,
+    *,
+    host: str,
+    progress: ProgressCallback | None = None,
+    prefix: str = "",
+    checksum: bool = False,
+) -> BackupOutcome:
+    """Back up ``url`` into ``repo`` and verify the file; an unverified file never stays."""
+    emit = progress or (lambda _p: None)
+    started = time.monotonic()
+    repo.ensure()
+    cleaned = [str(p) for p in repo.remove_stale_partials()]
+    target = repo.path_of(request.name or prefix + default_backup_name(url.database))
+    result = await backup(
+        url, target, jobs=request.jobs, tables=request.tables or None,
+        exclude_tables=request.exclude_tables or None, progress=progress, level=request.level,
+    )
+    path = Path(result.path)
+    try:
+        emit(Progress("verify", message=f"checking {path.name}"))
+        report = verify_archive(path)
+        digest = sha256_of(path) if checksum else ""
+    except BaseException:
+        path.unlink(missing_ok=True)  # never leave an unverified file under a backup's name
+        raise
+    return BackupOutcome(
+        host=host, path=str(path), size_bytes=result.size_bytes, sha256=digest,
+        database=result.database, server_version=result.server_version,
+        alembic_revision=result.alembic_revision, created_at=result.created_at,
+        tables=result.tables, duration_s=round(time.monotonic() - started, 2),
+        verified_members=report.members, cleaned=cleaned,
+    )
+
+
+def prune_safety(repo: LocalRepository, database: str, keep: int) -> list[str]:
+    """Keep the newest ``keep`` safety backups of ``database`` (by their own timestamps);
+    other databases' safety backups in the same directory are never touched."""
+    items = [(e.name, info.database, info.created_at)
+             for e, info in backups(repo, safety=True) if info.database == database]
+    doomed = select_beyond_newest(items, keep)
+    for name in doomed:
+        repo.delete(name)
+    return doomed
+
+
+def _safe_name(database: str) -> str:
+    return default_backup_name(database).rsplit("-", 1)[0]
+
+
+async def restore_from(
+    url: DbUrl,
+    file: Path,
+    request: RestoreRequest,
+    safety: LocalRepository,
+    *,
+    host: str,
+    progress: ProgressCallback | None = None,
+) -> RestoreOutcome:
+    """Safety backup (when there is anything to save) → restore in one transaction → row check.
+
+    Every message says what state the database is in: unchanged (rolled back), restored
+    (committed), or unknown with how to check; and where the safety backup is.
+    """
+    emit = progress or (lambda _p: None)
+    started = time.monotonic()
+    kind = FileKind(request.kind)
+    before = await read_live_status(url)
+    safety_path: str | None = None
+    if before.tables:
+        emit(Progress("safety", message=f"safety backup of {url.database}"))
+        try:
+            sb = await backup_into(url, safety, BackupRequest(jobs=request.jobs), host=host,
+                                   progress=progress, prefix=SAFETY_PREFIX)
+        except asyncio.CancelledError:
+            raise Interrupted(
+                f"Interrupted during the safety backup; database {url.database!r} was not "
+                "changed and the partial safety backup was removed."
+            ) from None
+        safety_path = sb.path
+        prune_safety(safety, _safe_name(url.database), request.keep_safety)
+    where = f" The safety backup is {safety_path} (on {host})." if safety_path else ""
+    try:
+        if kind.foreign:
+            from ..interop.restore import restore_foreign
+
+            fr = await restore_foreign(url, file, kind, lock_timeout=request.lock_timeout,
+                                       force=request.force, progress=progress)
+            restored_tables, rows = len(fr.tables), fr.total_rows
+            sequences, warnings = fr.sequences_set, list(fr.warnings)
+            loaded: list[str] | None = None
+        else:
+            from ..engine.restore import restore
+
+            er = await restore(url, file, mode=RestoreMode(request.mode),
+                               lock_timeout=request.lock_timeout, force=request.force,
+                               tables=request.tables or None, progress=progress)
+            restored_tables, rows = len(er.tables), er.total_rows
+            sequences, warnings = 0, list(er.plan.warnings)
+            loaded = list(er.plan.tables_to_load)
+    except asyncio.CancelledError:
+        raise Interrupted(
+            f"Interrupted during the restore: PostgreSQL rolls back a transaction that had not "
+            f"committed, so database {url.database!r} is unchanged unless the commit was "
+            f"already under way; check it with `mmops remote status` (or a query).{where}"
+        ) from None
+    except OpsError as exc:
+        raise type(exc)(f"{exc.message}{where}", hint=exc.hint) from exc
+    # Committed from here on: no message may say "rolled back" or "nothing was changed".
+    try:
+        after = await read_live_status(url)
+    except asyncio.CancelledError:
+        raise Interrupted(
+            f"The restore had committed (database {url.database!r} holds the backup) when it "
+            f"was interrupted; the row check did not run.{where}"
+        ) from None
+    return _checked(request, kind, file, after, loaded, restored_tables, rows, sequences,
+                    warnings, safety_path, host, started, where)
+
+
+def _checked(
+    request: RestoreRequest, kind: FileKind, file: Path, after: LiveStatus,
+    loaded: list[str] | None, restored_tables: int, rows: int, sequences: int,
+    warnings: list[str], safety_path: str | None, host: str, started: float, where: str,
+) -> RestoreOutcome:
+    if kind.foreign:
+        checked, check = None, f"skipped: {kind.label} has no manifest to compare row counts with"
+    else:
+        from ..archive import read_manifest
+
+        only = loaded if request.tables else None
+        bad = row_mismatches(read_manifest(file), after, only)
+        if bad:
+            raise RestoreFailed(
+                "The restore committed, but row counts differ from the backup: "
+                + "; ".join(bad[:10]) + f".{where}"
+            )
+        wanted = set(only) if only is not None else None
+        checked = sum(t.rows for t in after.tables
+                      if wanted is None or t.qualified in wanted)
+        check = "ok" if only is None else f"ok for the {len(only)} tables restored"
+    return RestoreOutcome(
+        host=host, database=after.database, kind=kind.value, mode=request.mode,
+        tables=restored_tables, rows_restored=rows, row_check=check, rows_checked=checked,
+        alembic_revision=after.alembic_revision, sequences_set=sequences,
+        safety_backup=safety_path, duration_s=round(time.monotonic() - started, 2),
+        warnings=warnings,
+    )
