@@ -24,7 +24,7 @@ TransportFactory = Callable[[], contextlib.AbstractContextManager[Transport]]
 
 def backup_command(
     open_transport: TransportFactory, dest: Path, request: BackupRequest, *, as_json: bool,
-    progress_json: bool, phases: bool = True,
+    progress_json: bool, phases: bool = True, detailed: bool = False,
 ) -> None:
     repo = LocalRepository(dest)
     with open_transport() as transport, progress_reporter(
@@ -34,7 +34,7 @@ def backup_command(
     if as_json:
         echo_json(outcome.to_dict())
     else:
-        render_backup(outcome)
+        render_backup(outcome, detailed=detailed)
 
 
 def restore_command(

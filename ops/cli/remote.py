@@ -120,7 +120,7 @@ def backup_cmd(
     request = BackupRequest(jobs=jobs, tables=split_patterns(tables),
                             exclude_tables=split_patterns(exclude_tables))
     backup_command(_opener(ctx), backup_dir, request, as_json=as_json,
-                   progress_json=progress_json)
+                   progress_json=progress_json, detailed=True)
 
 
 @remote.command("restore")

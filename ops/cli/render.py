@@ -48,11 +48,21 @@ def render_plan(plan: Plan, *, err: bool = False) -> None:
         echo(f"  {'overridden (--force)' if plan.force else 'REFUSED'}: {r}")
 
 
-def render_backup(outcome: BackupOutcome) -> None:
-    """The file's path on stdout (scripts read it); the summary on stderr."""
-    click.echo(outcome.path)
+def render_backup(outcome: BackupOutcome, *, detailed: bool = False) -> None:
+    """The file's path on stdout (scripts read it) and a summary on stderr; ``detailed``: a
+    table on stdout (what `make db-backup-ops` shows)."""
     for path in outcome.cleaned:
         click.echo(f"Removed a leftover from an interrupted run: {path}", err=True)
+    if detailed:
+        click.echo(f"Backup of {outcome.database} on {outcome.host} done.")
+        click.echo(f"  file      {outcome.path}")
+        click.echo(f"  size      {human_size(outcome.size_bytes)}")
+        click.echo(f"  tables    {len(outcome.tables)}")
+        click.echo(f"  rows      {outcome.total_rows}")
+        click.echo(f"  alembic   {outcome.alembic_revision or '-'}")
+        click.echo(f"  duration  {outcome.duration_s:.1f}s")
+        return
+    click.echo(outcome.path)
     click.echo(
         f"backup of {outcome.database} on {outcome.host} (PostgreSQL {outcome.server_version}): "
         f"{human_size(outcome.size_bytes)}, {len(outcome.tables)} tables, {outcome.total_rows} "

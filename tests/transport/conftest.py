@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.dburl import DbUrl, parse_database_url, read_env_file
+from ops.dburl import DbUrl, read_env_file
 from ops.sandbox.manager import SandboxState
 from ops.sandbox.sshd import SSHD, unique_login_user
 
@@ -119,7 +119,7 @@ def remote() -> Iterator[Remote]:
     try:
         assert res.returncode == 0, res.stderr
         state = SandboxState.from_json((base / "sandbox" / "state.json").read_text())
-        url = parse_database_url(read_env_file(Path(state.env_file)))
+        url = read_env_file(Path(state.env_file))
         assert url.password
         env.update(state.env_vars())
         work = base / "work"

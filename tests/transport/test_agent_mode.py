@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import stat
+import shlex
 import subprocess
 import threading
 import time
@@ -124,12 +125,22 @@ def test_restore_without_yes_needs_the_typed_database_name(
     assert res.returncode == 0, res.stderr
     before = _digest(provisioned)
     archive = next(backup_dir.glob("*.mmops"))
+    # A real terminal (util-linux `script` gives the command a pty) with a wrong name typed.
     res = subprocess.run(
-        [MMOPS, "remote", "restore", str(archive)], env=provisioned.cmd_env(),
+        ["script", "-qec", shlex.join([str(MMOPS), "remote", "restore", str(archive)]),
+         "/dev/null"], env=provisioned.cmd_env(),
         input="not-the-name\n", capture_output=True, text=True, timeout=120,
     )
     assert res.returncode == 8, res.stdout + res.stderr
-    assert "did not match; nothing was changed" in res.stderr
+    assert "did not match; nothing was changed" in res.stdout  # the pty merges both streams
+    assert "Aborted" not in res.stdout
+    # No terminal at all (a pipe, cron, CI): refused with what to do, never click's "Aborted!".
+    res = subprocess.run(
+        [MMOPS, "remote", "restore", str(archive)], env=provisioned.cmd_env(),
+        input="markdown_manager\n", capture_output=True, text=True, timeout=120,
+    )
+    assert res.returncode == 8, res.stdout + res.stderr
+    assert "Pass --yes (make: YES=1)" in res.stderr and "Aborted" not in res.stderr
     assert _digest(provisioned) == before
 
 
