@@ -50,6 +50,6 @@ def run(
         return asyncio.run(main())
     except asyncio.CancelledError:
         raise Interrupted(
-            "Interrupted; the job was cancelled, its connections closed and partial files "
+            "The job was interrupted; its connections were closed and its partial files "
             "removed."
         ) from None

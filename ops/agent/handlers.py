@@ -152,7 +152,7 @@ def cmd_restore(args: argparse.Namespace, out: Emitter, inbox: Inbox) -> dict[st
         safety = LocalRepository(ops_subdir(ops_dir, "safety"))
         outcome = aio.run(
             lambda: restore_from(url, upload, request, safety, host=args.host,
-                                 progress=out.progress),
+                                 progress=out.progress, safety_note=" (on the server)"),
             **_cancellable(inbox),
         )
     return {"restore": outcome.to_dict()}

@@ -97,8 +97,11 @@ async def restore_from(
     *,
     host: str,
     progress: ProgressCallback | None = None,
+    safety_note: str = "",
 ) -> RestoreOutcome:
-    """Safety backup (when there is anything to save) → restore in one transaction → row check.
+    """Engine checks → safety backup (when there is anything to save) → restore in one
+    transaction → row check. ``safety_note`` follows the safety backup's path in messages
+    (e.g. " (on the server)").
 
     Every message says what state the database is in: unchanged (rolled back), restored
     (committed), or unknown with how to check; and where the safety backup is.
@@ -106,6 +109,13 @@ async def restore_from(
     emit = progress or (lambda _p: None)
     started = time.monotonic()
     kind = FileKind(request.kind)
+    if not kind.foreign:
+        # Everything the engine would refuse (dependencies of --tables, columns, revisions)
+        # is refused here, before a safety backup is even taken.
+        from ..engine.restore import plan_restore
+
+        await plan_restore(url, file, mode=RestoreMode(request.mode), force=request.force,
+                           tables=request.tables or None)
     before = await read_live_status(url)
     safety_path: str | None = None
     if before.tables:
@@ -120,7 +130,7 @@ async def restore_from(
             ) from None
         safety_path = sb.path
         prune_safety(safety, _safe_name(url.database), request.keep_safety)
-    where = f" The safety backup is {safety_path} (on {host})." if safety_path else ""
+    where = f" The safety backup is {safety_path}{safety_note}." if safety_path else ""
     try:
         if kind.foreign:
             from ..interop.restore import restore_foreign
