@@ -24,6 +24,7 @@ from .ddl_post import read_post_data
 from .ddl_routines import read_routines
 from .ddl_tables import read_relations
 from .ddl_types import alias_extension_members, read_extensions, read_schemas, read_types
+from .pg_errors import describe_pg_error
 from .sql_text import qualified, quote_ident, quote_literal
 
 __all__ = [
@@ -162,7 +163,7 @@ async def read_schema(conn: asyncpg.Connection) -> SchemaDump:
         await conn.execute("SELECT pg_catalog.set_config('search_path', $1, true)", old_path)
     except asyncpg.PostgresError as exc:
         raise DatabaseError(
-            f"Reading the schema from the catalogs failed: {exc.__class__.__name__}: {exc}"
+            f"Reading the schema from the catalogs failed: {describe_pg_error(exc)}."
         ) from exc
     return dump
 

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
-from ..dburl import DbUrl, redact_text
+from ..dburl import DbUrl
 from ..errors import AuthenticationError, DatabaseError
+from .pg_errors import describe_pg_error
 
 CONNECT_TIMEOUT = 15.0
 
@@ -33,7 +34,7 @@ async def open_connection(url: DbUrl, *, application_name: str = "mmops") -> asy
     except asyncpg.InvalidAuthorizationSpecificationError as exc:
         raise AuthenticationError(
             f"PostgreSQL at {_describe(url)} refused user {url.username!r}: "
-            f"{redact_text(str(exc), [url.password])}"
+            f"{describe_pg_error(exc)}."
         ) from exc
     except asyncpg.InvalidCatalogNameError as exc:
         raise DatabaseError(
@@ -50,7 +51,7 @@ async def open_connection(url: DbUrl, *, application_name: str = "mmops") -> asy
     except asyncpg.PostgresError as exc:
         raise DatabaseError(
             f"PostgreSQL at {_describe(url)} refused the connection: "
-            f"{redact_text(str(exc), [url.password])}"
+            f"{describe_pg_error(exc)}."
         ) from exc
 
 

@@ -52,7 +52,8 @@ def _field(exc: asyncpg.PostgresError, name: str) -> str | None:
 def describe_pg_error(
     exc: asyncpg.PostgresError, *, table: str | None = None, row: int | None = None
 ) -> str:
-    """One clause (no final period) saying what PostgreSQL refused, safe to show and log.
+    """One clause (lower-case start, no final period) saying what PostgreSQL refused, safe to
+    show and log.
 
     ``table``: the (qualified) table being loaded when the caller knows it; ``row``: the
     1-based row of that table's data, when known (otherwise taken from a COPY context).
@@ -89,11 +90,11 @@ def describe_pg_error(
         what = _INTEGRITY.get(sqlstate, "an integrity constraint")
         constraint = _field(exc, "constraint_name")
         named = f" {quote_ident(constraint)}" if constraint else ""
-        subject = located[:1].upper() + located[1:] if located else "A row"
+        subject = located or "a row"
         text = f"{subject}{col} violates {what}{named} ({_words(exc)})"
     elif sqlstate[:2] in _VALUE_CLASSES:
         subject = f"a value in {located}" if located else "a value"
-        text = f"{subject[:1].upper()}{subject[1:]}{col} was refused ({_words(exc)})"
+        text = f"{subject}{col} was refused ({_words(exc)})"
     else:
         message = _field(exc, "message") or _words(exc)
         text = str(message).splitlines()[0].rstrip(".")

@@ -414,6 +414,11 @@ async def _load_data(
             raise ArchiveError(
                 f"Backup member {entry['member']} ({label}) is unusable: {exc}"
             ) from exc
+        except asyncpg.PostgresError as exc:
+            # The row number is the COPY line: one line per row in COPY text format.
+            raise RestoreFailed(
+                f"PostgreSQL refused the data: {describe_pg_error(exc, table=label)}."
+            ) from exc
         rows = int(status.split()[-1]) if status else 0
         if rows != entry["rows"]:
             raise RestoreFailed(
