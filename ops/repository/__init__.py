@@ -31,12 +31,12 @@ def split_bucket_url(spec: str) -> tuple[str, str, str]:
     """``s3://bucket/some/prefix`` → (``s3``, ``bucket``, ``some/prefix``)."""
     parts = urlsplit(spec)
     scheme = parts.scheme.lower()
-    if parts.username or parts.password or parts.query or parts.fragment:
+    if "@" in parts.netloc or parts.query or parts.fragment:
         raise UsageError(
             f"The repository URL for {scheme}://{parts.hostname or ''} must be "
             f"{scheme}://BUCKET/PREFIX only; credentials come from the environment."
         )
-    bucket = parts.hostname or ""
+    bucket = parts.netloc
     if not bucket or not set(bucket) <= _BUCKET_CHARS:
         raise UsageError(f"{spec!r} names no valid bucket; use {scheme}://BUCKET/PREFIX.")
     return scheme, bucket, parts.path.strip("/")
