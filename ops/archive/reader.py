@@ -1,20 +1,26 @@
 """Open a backup file: check its header and trailer, load the manifest, read members.
 
 Opening costs O(1) reads (fixed header, header record, trailer, manifest); data is only read,
-decompressed and checksummed when a member is asked for.  Reads are positional (``pread``), so
-one reader may serve several threads reading different members.
+decompressed and checksummed when a member is asked for.  Reads are positional (``pread`` on a
+local file, ranged requests on a stored object), so one reader may serve several threads
+reading different members.
+
+The source is a local path (opened and closed by the reader) or any ``ReadAt`` from
+:mod:`ops.repository.base` (an object in S3/GCS, a decrypted stream's spool...), which the
+caller keeps owning: the reader never closes it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, Union
 
 from ops.errors import ArchiveError, FormatVersionError
 
@@ -42,7 +48,50 @@ from .format import (
 from .manifest import MemberInfo, parse_members
 
 
-def corrupt_member(path: Path, name: str, what: str) -> ArchiveError:
+class ReadAtSource(Protocol):
+    """What the reader needs from a non-file source (``ops.repository.base.ReadAt``)."""
+
+    @property
+    def size(self) -> int: ...
+
+    def read_at(self, offset: int, size: int) -> bytes: ...
+
+
+Source = Union[str, "os.PathLike[str]", ReadAtSource]
+"""A backup to read: a local path, or a ReadAt source."""
+
+
+def source_label(source: Source) -> Path | str:
+    """How messages name a source: its path, else its ``url``/``name``, else a generic phrase."""
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source)
+    for attr in ("url", "name"):
+        value = getattr(source, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return "(stream)"
+
+
+class ReadAtStream(io.RawIOBase):
+    """Sequential reads over a ReadAt source from ``offset`` (wrap in ``io.BufferedReader``)."""
+
+    def __init__(self, source: ReadAtSource, offset: int = 0) -> None:
+        super().__init__()
+        self._source = source
+        self._pos = offset
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._source.read_at(self._pos, len(view))
+        view[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def corrupt_member(path: Path | str, name: str, what: str) -> ArchiveError:
     """The one-sentence error for a damaged member."""
     return ArchiveError(
         f"Backup file {path} is corrupt: member {name!r} {what}; "
@@ -65,14 +114,23 @@ class ArchiveReader:
     data_end: int
     size: int
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        try:
-            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError as exc:
-            raise ArchiveError(f"Backup file {self.path} does not exist.") from exc
-        except OSError as exc:
-            raise ArchiveError(f"Cannot open backup file {self.path}: {exc.strerror}.") from exc
+    path: Path | str  # the file's path, or the source's url/name (for messages)
+
+    def __init__(self, source: Source) -> None:
+        self.path = source_label(source)
+        self._fd = -1
+        self._source: ReadAtSource | None = None
+        if isinstance(source, (str, os.PathLike)):
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except FileNotFoundError as exc:
+                raise ArchiveError(f"Backup file {self.path} does not exist.") from exc
+            except OSError as exc:
+                raise ArchiveError(
+                    f"Cannot open backup file {self.path}: {exc.strerror}."
+                ) from exc
+        else:
+            self._source = source
         self._seek_lock = threading.Lock()  # only used where pread is unavailable
         try:
             self._load()
@@ -158,7 +216,10 @@ class ArchiveReader:
     # -- opening ---------------------------------------------------------------------------
 
     def _load(self) -> None:
-        self.size = os.fstat(self._fd).st_size
+        if self._source is not None:
+            self.size = int(self._source.size)
+        else:
+            self.size = os.fstat(self._fd).st_size
         head = self._read_at(0, FIXED_HEADER_SIZE)
         if len(head) < FIXED_HEADER_SIZE or not head.startswith(MAGIC):
             if head and (MAGIC.startswith(head) or head.startswith(MAGIC)):
@@ -269,7 +330,9 @@ class ArchiveReader:
             return b""
         parts = []
         while size > 0:
-            if hasattr(os, "pread"):
+            if self._source is not None:
+                part = self._source.read_at(offset, size)
+            elif hasattr(os, "pread"):
                 part = os.pread(self._fd, size, offset)
             else:  # pragma: no cover - Windows
                 with self._seek_lock:
@@ -283,7 +346,7 @@ class ArchiveReader:
         return b"".join(parts)
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    """The manifest of a backup file, without reading or decompressing any data (for inspect)."""
-    with ArchiveReader(path) as reader:
+def read_manifest(source: Source) -> dict[str, Any]:
+    """The manifest of a backup (path or ReadAt), reading no member data (for inspect)."""
+    with ArchiveReader(source) as reader:
         return reader.manifest

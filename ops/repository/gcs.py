@@ -283,6 +283,11 @@ class GCSObject:
     def size(self) -> int:
         return self._size
 
+    @property
+    def url(self) -> str:
+        """The object's full URL, for messages."""
+        return self._repo.object_url(self.name)
+
     def read_at(self, offset: int, size: int) -> bytes:
         if size <= 0 or offset >= self._size or offset < 0:
             return b""
