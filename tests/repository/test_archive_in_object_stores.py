@@ -78,3 +78,38 @@ def test_flipped_byte_in_a_stored_object_is_refused(seaweed: SeaweedS3, s3_bucke
     client.put_object(Bucket=s3_bucket, Key=f"b/{NAME}", Body=bytes(body))
     with pytest.raises(ArchiveError, match=f"s3://{s3_bucket}/b/{NAME} is corrupt"):
         verify_archive(repo.open(NAME))
+
+
+def test_encrypted_backup_in_s3_decrypts_with_our_helper_and_stock_age(
+    seaweed: SeaweedS3, s3_bucket: str, tmp_path
+) -> None:
+    import shutil
+    import subprocess
+
+    from ops.crypto import (
+        EncryptingSink,
+        decrypt_to_file,
+        generate_identity,
+        load_identities,
+        parse_recipients,
+    )
+
+    key = tmp_path / "key.txt"
+    recipients = parse_recipients(generate_identity(key))
+    repo = open_repository(f"s3://{s3_bucket}/b", environ=seaweed.environ(), part_size=5 * MiB)
+    sink = EncryptingSink(repo.create(NAME + ".age"), recipients)
+    with ArchiveWriter.to_sink(sink, name=NAME + ".age", chunk_size=1 * MiB) as writer:
+        for member, (kind, data) in MEMBERS.items():
+            writer.add_member(member, kind, data)
+        writer.commit({"database": "db"})
+    assert [e.name for e in repo.list()] == [NAME + ".age"]
+
+    plain = decrypt_to_file(repo.open(NAME + ".age"), tmp_path / NAME, load_identities(key))
+    assert verify_archive(plain).ok
+    if shutil.which("age"):
+        blob = tmp_path / "downloaded.age"
+        blob.write_bytes(seaweed.client().get_object(Bucket=s3_bucket, Key=f"b/{NAME}.age")
+                         ["Body"].read())
+        out = subprocess.run(["age", "-d", "-i", str(key), str(blob)], capture_output=True,
+                             check=True).stdout
+        assert out == plain.read_bytes()
