@@ -77,7 +77,12 @@ async def read_relations(
                c.relpersistence::text AS relpersistence, c.relispartition,
                pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound,
                CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) END AS partkey,
-               c.reloptions, pg_catalog.pg_total_relation_size(c.oid) AS bytes, c.relispopulated,
+               c.reloptions, c.relispopulated,
+               -- From relpages, not pg_total_relation_size(): that opens (locks) every table
+               -- and would make the catalog read queue behind any ALTER TABLE.
+               (c.relpages::bigint + coalesce((SELECT t.relpages FROM pg_catalog.pg_class t
+                                               WHERE t.oid = c.reltoastrelid), 0))
+                 * pg_catalog.current_setting('block_size')::bigint AS bytes,
                c.reloftype <> 0 AS of_type, c.relreplident::text AS relreplident, c.relrowsecurity,
                c.relforcerowsecurity
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
