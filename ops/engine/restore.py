@@ -357,8 +357,9 @@ BEGIN
     SELECT format('DROP ROUTINE IF EXISTS %s CASCADE', p.oid::regprocedure) AS stmt
     FROM pg_catalog.pg_proc p
     WHERE p.pronamespace = 'public'::regnamespace
+      -- 'i': a multirange's constructors belong to their type and go with it
       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                      AND d.objid = p.oid AND d.deptype = 'e')
+                      AND d.objid = p.oid AND d.deptype IN ('e', 'i'))
   LOOP EXECUTE r.stmt; END LOOP;
   FOR r IN
     SELECT format('DROP TYPE IF EXISTS %s CASCADE', t.oid::regtype) AS stmt
