@@ -36,6 +36,7 @@ from .format import (
     REC_HEADER,
     REC_MANIFEST,
     RECORD_HEADER_SIZE,
+    RECORD_TYPES,
     TRAILER_MAGIC,
     TRAILER_SIZE,
     CorruptChunk,
@@ -288,7 +289,7 @@ class ArchiveReader:
         return header
 
     def _load_trailer(self) -> tuple[int, bytes]:
-        """Return (manifest payload offset, manifest bytes) or raise 'truncated'."""
+        """Return (manifest payload offset, manifest bytes) or raise 'truncated' / 'corrupt'."""
         if self.size < self.data_start + RECORD_HEADER_SIZE + TRAILER_SIZE:
             raise self._truncated()
         trailer = self._read_at(self.size - TRAILER_SIZE, TRAILER_SIZE)
@@ -299,15 +300,49 @@ class ArchiveReader:
             or offset - RECORD_HEADER_SIZE < self.data_start
             or offset + length != self.size - TRAILER_SIZE
         ):
-            raise self._truncated()
+            raise self._unfinished_or_damaged()
         record = self._read_at(offset - RECORD_HEADER_SIZE, RECORD_HEADER_SIZE + length)
         rtype, member_id, rec_len = unpack_record_header(record[:RECORD_HEADER_SIZE])
         manifest = record[RECORD_HEADER_SIZE:]
         if rtype != REC_MANIFEST or member_id != 0 or rec_len != length:
-            raise self._truncated()
+            raise self._unfinished_or_damaged()
         if zlib.crc32(manifest) != crc:
-            raise self._truncated()
+            raise self._unfinished_or_damaged()
         return offset, manifest
+
+    def _unfinished_or_damaged(self) -> ArchiveError:
+        """A file without a valid end: tell a short file (the writer stopped) from a damaged one.
+
+        The writer only appends, so a file cut short is an intact chain of records ending in a
+        partial one. Walk the record headers from the first member record: a chain that runs
+        to (or past) the end of the file without a complete manifest and trailer is truncated;
+        a record that cannot be there, or a complete manifest record followed by exactly one
+        trailer's worth of bytes that do not check out, is damage.
+        """
+        pos = self.data_start
+        while pos + RECORD_HEADER_SIZE <= self.size:
+            rtype, _member_id, length = unpack_record_header(
+                self._read_at(pos, RECORD_HEADER_SIZE)
+            )
+            limit = MAX_MANIFEST if rtype == REC_MANIFEST else MAX_CHUNK_SIZE + MAX_SMALL_JSON
+            if rtype not in RECORD_TYPES or rtype == REC_HEADER or length > limit:
+                return self._damaged(f"the record at offset {pos} is garbled")
+            end = pos + RECORD_HEADER_SIZE + length
+            if rtype == REC_MANIFEST:
+                if end > self.size or self.size - end < TRAILER_SIZE:
+                    return self._truncated()
+                if self.size - end == TRAILER_SIZE:
+                    return self._damaged("its manifest or trailer does not match its checksum")
+                return self._damaged(f"{self.size - end - TRAILER_SIZE} unexpected bytes follow "
+                                     "its trailer")
+            pos = end
+        return self._truncated()
+
+    def _damaged(self, what: str) -> ArchiveError:
+        return ArchiveError(
+            f"Backup file {self.path} is corrupt (complete, but damaged): {what}; "
+            "restore from another backup or make a new one."
+        )
 
     def _truncated(self) -> ArchiveError:
         started = ""
