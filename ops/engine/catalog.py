@@ -211,9 +211,18 @@ async def _read(conn: asyncpg.Connection) -> SchemaDump:
         if oid in rels.copy_columns
     )
     sequences = []
-    for schema, name in sorted(rels.sequences):
-        row = await conn.fetchrow(f"SELECT last_value, is_called FROM {qualified(schema, name)}")
-        sequences.append(SequenceValue(schema, name, int(row["last_value"]), row["is_called"]))
+    seqs = sorted(rels.sequences)
+    for start in range(0, len(seqs), 500):  # one round trip per 500 sequences
+        part = seqs[start : start + 500]
+        rows = await conn.fetch(
+            " UNION ALL ".join(
+                f"SELECT {i} AS i, last_value, is_called FROM {qualified(schema, name)}"
+                for i, (schema, name) in enumerate(part)
+            )
+        )
+        for r in sorted(rows, key=lambda r: r["i"]):
+            schema, name = part[r["i"]]
+            sequences.append(SequenceValue(schema, name, int(r["last_value"]), r["is_called"]))
     large_objects = int(
         await conn.fetchval("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata")
     )
