@@ -4,7 +4,8 @@
     ├── UsageError (2)                bad input on the command line / Make variables
     ├── ConfigError (3)               env file, DATABASE_URL, settings
     ├── DatabaseError (4)             cannot reach or talk to PostgreSQL
-    │   └── AuthenticationError (5)   bad credentials (never carries the password)
+    │   ├── AuthenticationError (5)   bad credentials (never carries the password)
+    │   └── BackupYielded (13)       a backup gave way to sessions queued behind its locks
     ├── ArchiveError (6)              backup file is corrupt, truncated or of another format
     │   └── FormatVersionError (7)
     ├── RestoreRefused (8)            a restore was refused before anything changed
@@ -82,9 +83,17 @@ class Interrupted(OpsError):
     exit_code = 130
 
 
+class BackupYielded(DatabaseError):
+    """A backup stopped (and removed its partial file) because sessions queued behind its
+    locks; nothing was changed and the caller may retry."""
+
+    exit_code = 13
+
+
 __all__ = [
     "ArchiveError",
     "AuthenticationError",
+    "BackupYielded",
     "ConfigError",
     "DatabaseError",
     "FormatVersionError",

@@ -1,20 +1,26 @@
 """Open a backup file: check its header and trailer, load the manifest, read members.
 
 Opening costs O(1) reads (fixed header, header record, trailer, manifest); data is only read,
-decompressed and checksummed when a member is asked for.  Reads are positional (``pread``), so
-one reader may serve several threads reading different members.
+decompressed and checksummed when a member is asked for.  Reads are positional (``pread`` on a
+local file, ranged requests on a stored object), so one reader may serve several threads
+reading different members.
+
+The source is a local path (opened and closed by the reader) or any ``ReadAt`` from
+:mod:`ops.repository.base` (an object in S3/GCS, a decrypted stream's spool...), which the
+caller keeps owning: the reader never closes it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, Union
 
 from ops.errors import ArchiveError, FormatVersionError
 
@@ -30,6 +36,7 @@ from .format import (
     REC_HEADER,
     REC_MANIFEST,
     RECORD_HEADER_SIZE,
+    RECORD_TYPES,
     TRAILER_MAGIC,
     TRAILER_SIZE,
     CorruptChunk,
@@ -42,7 +49,50 @@ from .format import (
 from .manifest import MemberInfo, parse_members
 
 
-def corrupt_member(path: Path, name: str, what: str) -> ArchiveError:
+class ReadAtSource(Protocol):
+    """What the reader needs from a non-file source (``ops.repository.base.ReadAt``)."""
+
+    @property
+    def size(self) -> int: ...
+
+    def read_at(self, offset: int, size: int) -> bytes: ...
+
+
+Source = Union[str, "os.PathLike[str]", ReadAtSource]
+"""A backup to read: a local path, or a ReadAt source."""
+
+
+def source_label(source: Source) -> Path | str:
+    """How messages name a source: its path, else its ``url``/``name``, else a generic phrase."""
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source)
+    for attr in ("url", "name"):
+        value = getattr(source, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return "(stream)"
+
+
+class ReadAtStream(io.RawIOBase):
+    """Sequential reads over a ReadAt source from ``offset`` (wrap in ``io.BufferedReader``)."""
+
+    def __init__(self, source: ReadAtSource, offset: int = 0) -> None:
+        super().__init__()
+        self._source = source
+        self._pos = offset
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._source.read_at(self._pos, len(view))
+        view[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def corrupt_member(path: Path | str, name: str, what: str) -> ArchiveError:
     """The one-sentence error for a damaged member."""
     return ArchiveError(
         f"Backup file {path} is corrupt: member {name!r} {what}; "
@@ -65,14 +115,23 @@ class ArchiveReader:
     data_end: int
     size: int
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        try:
-            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError as exc:
-            raise ArchiveError(f"Backup file {self.path} does not exist.") from exc
-        except OSError as exc:
-            raise ArchiveError(f"Cannot open backup file {self.path}: {exc.strerror}.") from exc
+    path: Path | str  # the file's path, or the source's url/name (for messages)
+
+    def __init__(self, source: Source) -> None:
+        self.path = source_label(source)
+        self._fd = -1
+        self._source: ReadAtSource | None = None
+        if isinstance(source, (str, os.PathLike)):
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except FileNotFoundError as exc:
+                raise ArchiveError(f"Backup file {self.path} does not exist.") from exc
+            except OSError as exc:
+                raise ArchiveError(
+                    f"Cannot open backup file {self.path}: {exc.strerror}."
+                ) from exc
+        else:
+            self._source = source
         self._seek_lock = threading.Lock()  # only used where pread is unavailable
         try:
             self._load()
@@ -158,7 +217,10 @@ class ArchiveReader:
     # -- opening ---------------------------------------------------------------------------
 
     def _load(self) -> None:
-        self.size = os.fstat(self._fd).st_size
+        if self._source is not None:
+            self.size = int(self._source.size)
+        else:
+            self.size = os.fstat(self._fd).st_size
         head = self._read_at(0, FIXED_HEADER_SIZE)
         if len(head) < FIXED_HEADER_SIZE or not head.startswith(MAGIC):
             if head and (MAGIC.startswith(head) or head.startswith(MAGIC)):
@@ -227,7 +289,7 @@ class ArchiveReader:
         return header
 
     def _load_trailer(self) -> tuple[int, bytes]:
-        """Return (manifest payload offset, manifest bytes) or raise 'truncated'."""
+        """Return (manifest payload offset, manifest bytes) or raise 'truncated' / 'corrupt'."""
         if self.size < self.data_start + RECORD_HEADER_SIZE + TRAILER_SIZE:
             raise self._truncated()
         trailer = self._read_at(self.size - TRAILER_SIZE, TRAILER_SIZE)
@@ -238,15 +300,49 @@ class ArchiveReader:
             or offset - RECORD_HEADER_SIZE < self.data_start
             or offset + length != self.size - TRAILER_SIZE
         ):
-            raise self._truncated()
+            raise self._unfinished_or_damaged()
         record = self._read_at(offset - RECORD_HEADER_SIZE, RECORD_HEADER_SIZE + length)
         rtype, member_id, rec_len = unpack_record_header(record[:RECORD_HEADER_SIZE])
         manifest = record[RECORD_HEADER_SIZE:]
         if rtype != REC_MANIFEST or member_id != 0 or rec_len != length:
-            raise self._truncated()
+            raise self._unfinished_or_damaged()
         if zlib.crc32(manifest) != crc:
-            raise self._truncated()
+            raise self._unfinished_or_damaged()
         return offset, manifest
+
+    def _unfinished_or_damaged(self) -> ArchiveError:
+        """A file without a valid end: tell a short file (the writer stopped) from a damaged one.
+
+        The writer only appends, so a file cut short is an intact chain of records ending in a
+        partial one. Walk the record headers from the first member record: a chain that runs
+        to (or past) the end of the file without a complete manifest and trailer is truncated;
+        a record that cannot be there, or a complete manifest record followed by exactly one
+        trailer's worth of bytes that do not check out, is damage.
+        """
+        pos = self.data_start
+        while pos + RECORD_HEADER_SIZE <= self.size:
+            rtype, _member_id, length = unpack_record_header(
+                self._read_at(pos, RECORD_HEADER_SIZE)
+            )
+            limit = MAX_MANIFEST if rtype == REC_MANIFEST else MAX_CHUNK_SIZE + MAX_SMALL_JSON
+            if rtype not in RECORD_TYPES or rtype == REC_HEADER or length > limit:
+                return self._damaged(f"the record at offset {pos} is garbled")
+            end = pos + RECORD_HEADER_SIZE + length
+            if rtype == REC_MANIFEST:
+                if end > self.size or self.size - end < TRAILER_SIZE:
+                    return self._truncated()
+                if self.size - end == TRAILER_SIZE:
+                    return self._damaged("its manifest or trailer does not match its checksum")
+                return self._damaged(f"{self.size - end - TRAILER_SIZE} unexpected bytes follow "
+                                     "its trailer")
+            pos = end
+        return self._truncated()
+
+    def _damaged(self, what: str) -> ArchiveError:
+        return ArchiveError(
+            f"Backup file {self.path} is corrupt (complete, but damaged): {what}; "
+            "restore from another backup or make a new one."
+        )
 
     def _truncated(self) -> ArchiveError:
         started = ""
@@ -269,7 +365,9 @@ class ArchiveReader:
             return b""
         parts = []
         while size > 0:
-            if hasattr(os, "pread"):
+            if self._source is not None:
+                part = self._source.read_at(offset, size)
+            elif hasattr(os, "pread"):
                 part = os.pread(self._fd, size, offset)
             else:  # pragma: no cover - Windows
                 with self._seek_lock:
@@ -283,7 +381,7 @@ class ArchiveReader:
         return b"".join(parts)
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    """The manifest of a backup file, without reading or decompressing any data (for inspect)."""
-    with ArchiveReader(path) as reader:
+def read_manifest(source: Source) -> dict[str, Any]:
+    """The manifest of a backup (path or ReadAt), reading no member data (for inspect)."""
+    with ArchiveReader(source) as reader:
         return reader.manifest

@@ -11,6 +11,8 @@ front to back keeps I/O sequential and memory at one chunk.
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +32,7 @@ from .format import (
     unpack_record_header,
 )
 from .manifest import MemberInfo
-from .reader import ArchiveReader, corrupt_member
+from .reader import ArchiveReader, ReadAtStream, Source, corrupt_member
 
 VerifyProgress = Callable[[int, int, str], None]
 """Called after each chunk with (stored bytes checked, total stored bytes, member name)."""
@@ -38,7 +40,7 @@ VerifyProgress = Callable[[int, int, str], None]
 
 @dataclass(frozen=True)
 class VerifyReport:
-    path: Path
+    path: Path | str  # a file's path, or a stored object's url
     members: int
     raw_bytes: int
     stored_bytes: int
@@ -63,15 +65,20 @@ class _Seen:
     ended: bool = False
 
 
-def verify_archive(path: Path, progress: VerifyProgress | None = None) -> VerifyReport:
-    """Check everything in a backup file; raise ArchiveError naming the first bad member."""
-    path = Path(path)
-    with ArchiveReader(path) as reader:
-        with open(path, "rb", buffering=1 << 20) as stream:
+def verify_archive(source: Source, progress: VerifyProgress | None = None) -> VerifyReport:
+    """Check everything in a backup (path or ReadAt); raise ArchiveError naming the first bad
+    member. A ReadAt source is read front to back in 8 MiB requests."""
+    with ArchiveReader(source) as reader:
+        if isinstance(source, (str, os.PathLike)):
+            stream: BinaryIO = open(source, "rb", buffering=1 << 20)  # noqa: SIM115
             stream.seek(reader.data_start)
+        else:
+            raw = ReadAtStream(source, reader.data_start)
+            stream = io.BufferedReader(raw, buffer_size=8 << 20)
+        with stream:
             _Scan(reader, stream, progress).run()
         return VerifyReport(
-            path=path,
+            path=reader.path,
             members=len(reader.members),
             raw_bytes=sum(m.raw_size for m in reader.members),
             stored_bytes=sum(m.stored_size for m in reader.members),

@@ -9,19 +9,24 @@ Atomicity: the file is created 0600 as ``.<name>.partial-<random>`` next to the 
 only :meth:`ArchiveWriter.commit` (manifest, trailer, fsync of file and directory) gives it its
 final name.  Any failure, :meth:`ArchiveWriter.abort` or leaving the ``with`` block without a
 commit removes the partial file.
+
+Sinks: :meth:`ArchiveWriter.to_sink` writes the same bytes into a ``Sink`` (an object-store
+upload, an encrypting wrapper; see :mod:`ops.repository.base`) through a 1 MiB buffer; commit
+and abort are the sink's, so the object has its name only once complete there too.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import io
 import os
 import secrets
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from .._version import __version__
 from ..errors import ArchiveError
@@ -45,6 +50,34 @@ from .format import (
 from .manifest import MemberInfo, build_manifest
 
 
+class ArchiveSink(Protocol):
+    """What the writer needs from a sink (``ops.repository.base.Sink``)."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class _SinkRaw(io.RawIOBase):
+    """A sink as a raw stream for ``io.BufferedWriter``; drops data once discarded."""
+
+    def __init__(self, sink: ArchiveSink) -> None:
+        super().__init__()
+        self.sink = sink
+        self.discarded = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        if not self.discarded:
+            self.sink.write(view)
+        return len(view)
+
+
 class _State(enum.Enum):
     OPEN = "open"
     FAILED = "failed"  # a write failed: only abort() remains
@@ -60,11 +93,18 @@ class ArchiveWriter:
     """
 
     def __init__(
-        self, final_path: Path, *, level: int = 3, chunk_size: int = DEFAULT_CHUNK_SIZE
+        self,
+        final_path: Path | None = None,
+        *,
+        level: int = 3,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        sink: ArchiveSink | None = None,
+        name: str | None = None,
     ) -> None:
         if not 0 < chunk_size <= MAX_CHUNK_SIZE:
             raise ValueError(f"chunk_size must be in 1..{MAX_CHUNK_SIZE}, not {chunk_size}")
-        self.final_path = Path(final_path)
+        if (final_path is None) == (sink is None):
+            raise ValueError("give either final_path or sink")
         self.level = level
         self.chunk_size = chunk_size
         self._lock = threading.Lock()
@@ -72,6 +112,17 @@ class ArchiveWriter:
         self._offset = 0
         self._members: list[MemberWriter] = []  # in member-id order (id = index + 1)
         self._names: set[str] = set()
+        self._sink_raw: _SinkRaw | None = None
+        if sink is not None:
+            # For messages and commit()'s return value: the object's name, not a local path.
+            self.final_path = Path(name or getattr(sink, "name", None) or "backup")
+            self.partial_path = self.final_path
+            self._sink_raw = _SinkRaw(sink)
+            self._file: BinaryIO = io.BufferedWriter(self._sink_raw, buffer_size=1 << 20)
+            self._start()
+            return
+        assert final_path is not None
+        self.final_path = Path(final_path)
         directory = self.final_path.parent
         self.partial_path = directory / (f".{self.final_path.name}.partial-{secrets.token_hex(8)}")
         if self.final_path.exists():
@@ -88,18 +139,42 @@ class ArchiveWriter:
             raise ArchiveError(
                 f"Cannot create a backup file in {directory}: {exc.strerror or exc}."
             ) from exc
-        self._file: BinaryIO = os.fdopen(fd, "wb")
+        self._file = os.fdopen(fd, "wb")
+        try:
+            if hasattr(os, "fchmod"):  # not on Windows
+                os.fchmod(fd, 0o600)  # whatever the umask did
+        except BaseException:
+            self.abort()
+            raise
+        self._start()
+
+    @classmethod
+    def to_sink(
+        cls,
+        sink: ArchiveSink,
+        *,
+        name: str | None = None,
+        level: int = 3,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> ArchiveWriter:
+        """Write the backup into ``sink`` (e.g. ``repo.create(name)``); ``commit`` commits it.
+
+        The writer owns the sink from here: any failure or leaving the ``with`` block without a
+        commit aborts it. ``name`` is only for messages (default: the sink's ``name``).
+        """
+        return cls(sink=sink, name=name, level=level, chunk_size=chunk_size)
+
+    def _start(self) -> None:
+        """Write the fixed header and the header record."""
         self.header: dict[str, Any] = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "tool_version": __version__,
             "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "compression": COMPRESSION,
-            "chunk_size": chunk_size,
+            "chunk_size": self.chunk_size,
         }
         try:
-            if hasattr(os, "fchmod"):  # not on Windows
-                os.fchmod(fd, 0o600)  # whatever the umask did
             with self._lock:
                 self._write(pack_fixed_header())
                 self._append_locked(REC_HEADER, 0, dump_json(self.header))
@@ -164,6 +239,11 @@ class ArchiveWriter:
                 manifest = dump_json(build_manifest(meta, self.header, infos))
                 manifest_offset = self._append_locked(REC_MANIFEST, 0, manifest)
                 self._write(pack_trailer(manifest_offset, manifest))
+                if self._sink_raw is not None:
+                    self._file.flush()  # the sink's own errors (RepositoryError) pass through
+                    self._sink_raw.sink.commit()
+                    self._state = _State.COMMITTED
+                    return self.final_path
                 try:
                     self._file.flush()
                     os.fsync(self._file.fileno())
@@ -195,6 +275,13 @@ class ArchiveWriter:
             if self._state in (_State.COMMITTED, _State.ABORTED):
                 return
             self._state = _State.ABORTED
+            if self._sink_raw is not None:
+                self._sink_raw.discarded = True  # closing must not push the buffer on
+                try:
+                    self._sink_raw.sink.abort()
+                finally:
+                    self._file.close()
+                return
             try:
                 self._file.close()
             except OSError:
@@ -227,6 +314,9 @@ class ArchiveWriter:
             raise ArchiveError(
                 f"Could not write backup file {self.partial_path}: {exc.strerror or exc}."
             ) from exc
+        except BaseException:
+            self._state = _State.FAILED  # a sink's own error (RepositoryError) passes through
+            raise
         self._offset += len(data)
 
     def _check_open_locked(self) -> None:

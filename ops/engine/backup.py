@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
 from .._version import __version__
 from ..archive import ArchiveWriter
 from ..dburl import DbUrl
-from ..errors import DatabaseError, UsageError
-from .catalog import SchemaDump, TableDef, qualified, read_schema
-from .connection import snapshot_connections
+from ..errors import BackupYielded, DatabaseError, UsageError
+from .catalog import SchemaDump, TableDef, read_schema
+from .connection import connection, snapshot_connections
 from .copy_out import copy_table_out
+from .pg_errors import describe_pg_error
 from .results import BackupResult, Progress, ProgressCallback, TableSummary
 from .selection import select_tables, unmatched_patterns
+from .sql_text import quote_literal
 
 SCHEMA_MEMBER = "schema.json"
 
@@ -66,78 +70,224 @@ async def backup(
     exclude_tables: Sequence[str] | None = None,
     progress: ProgressCallback | None = None,
     level: int = 3,
+    yield_after: float | None = 5.0,
+    lock_timeout: float = 30.0,
 ) -> BackupResult:
-    """Dump the database at ``url`` into the archive ``out_path`` (written atomically, 0600)."""
+    """Dump the database at ``url`` into the archive ``out_path`` (written atomically, 0600).
+
+    The backup holds ACCESS SHARE locks on its tables until it ends, so an ALTER TABLE queues
+    behind it and every query on that table queues behind the ALTER. When another session has
+    waited ``yield_after`` seconds for a lock the backup holds, the backup stops, removes its
+    partial file and raises BackupYielded (the caller may retry); ``0``/``None`` never yields.
+    ``lock_timeout`` bounds how long the backup itself waits for a lock someone else holds.
+    """
     if jobs < 1:
         raise UsageError("--jobs must be at least 1.")
     started = time.monotonic()
     emit = progress or (lambda _p: None)
-    created_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    async with snapshot_connections(url, jobs) as conns:
-        leader = conns[0]
-        emit(Progress("schema", message="reading the catalogs"))
-        schema = await read_schema(leader)
-        if schema.large_objects:
-            raise UsageError(
-                f"The database holds {schema.large_objects} large object(s), which this tool "
-                "does not back up; store them as bytea or use pg_dump for this database."
-            )
-        chosen = _filter_schema_tables(schema, tables, exclude_tables)
-        await _lock_tables(leader, chosen)
-        server_version = str(await leader.fetchval("SHOW server_version"))
-        revision = await alembic_revision(leader, schema)
-        total_bytes = sum(t.approx_bytes for t in chosen)
-
-        with ArchiveWriter(out_path, level=level) as writer:
-            writer.add_member(
-                SCHEMA_MEMBER, "schema", json.dumps(schema.to_json(), sort_keys=True).encode()
-            )
-            summaries = await _copy_all(conns, chosen, writer, emit, total_bytes)
-            manifest_tables = [
-                {
-                    "schema": t.schema,
-                    "name": t.name,
-                    "member": member,
-                    "rows": s.rows,
-                    "raw_bytes": s.bytes_raw,
-                    "stored_bytes": s.bytes_stored,
-                    "columns": list(t.columns),
-                }
-                for t, (member, s) in zip(chosen, summaries, strict=True)
-            ]
-            meta = {
-                "tool": "markdown-manager-ops",
-                "tool_version": __version__,
-                "created_at": created_at,
-                "server_version": server_version,
-                "database": url.database,
-                "alembic_revision": revision,
-                "schemas": list(schema.schemas),
-                "tables": manifest_tables,
-                "partial": bool(tables or exclude_tables),
-                "sequences": len(schema.sequences),
-            }
-            final = writer.commit(meta)
-            size = final.stat().st_size
+    async with snapshot_connections(url, jobs, lock_timeout=lock_timeout) as conns:
+        work = _dump(conns, url, out_path, tables, exclude_tables, emit, level, lock_timeout)
+        if not yield_after or yield_after <= 0:
+            final, server_version, revision, created_at, summaries = await work
+        else:
+            async with connection(url, application_name="mmops backup watch") as watch:
+                final, server_version, revision, created_at, summaries = await _yielding(
+                    work, watch, [c.get_server_pid() for c in conns], yield_after
+                )
+        size = final.stat().st_size
     return BackupResult(
         path=str(final),
         database=url.database,
         server_version=server_version,
         alembic_revision=revision,
-        tables=[s for _m, s in summaries],
+        tables=summaries,
         size_bytes=size,
         duration_s=round(time.monotonic() - started, 3),
         created_at=created_at,
     )
 
 
-async def _lock_tables(conn: asyncpg.Connection, tables: list[TableDef]) -> None:
-    """ACCESS SHARE locks (like pg_dump) so no DDL can change a table before it is copied."""
-    for t in tables:
-        try:
-            await conn.execute(f"LOCK TABLE {t.qualified} IN ACCESS SHARE MODE")
-        except asyncpg.PostgresError as exc:
-            raise DatabaseError(f"Could not lock {qualified(t.schema, t.name)}: {exc}") from exc
+_Dumped = tuple[Path, str, str | None, str, list[TableSummary]]
+
+
+async def _dump(
+    conns: list[asyncpg.Connection],
+    url: DbUrl,
+    out_path: Path,
+    tables: Sequence[str] | None,
+    exclude_tables: Sequence[str] | None,
+    emit: ProgressCallback,
+    level: int,
+    lock_timeout: float,
+) -> _Dumped:
+    created_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    leader = conns[0]
+    emit(Progress("schema", message="locking the tables"))
+    # Lock before reading definitions (like pg_dump): pg_get_indexdef() and friends wait for a
+    # table's lock, and a table must not change between its definition and its rows.
+    await _lock_tables(leader, await _user_tables(leader), lock_timeout)
+    emit(Progress("schema", message="reading the catalogs"))
+    schema = await read_schema(leader)
+    if schema.large_objects:
+        raise UsageError(
+            f"The database holds {schema.large_objects} large object(s), which this tool "
+            "does not back up; store them as bytea or use pg_dump for this database."
+        )
+    chosen = _filter_schema_tables(schema, tables, exclude_tables)
+    server_version = str(await leader.fetchval("SHOW server_version"))
+    revision = await alembic_revision(leader, schema)
+    total_bytes = sum(t.approx_bytes for t in chosen)
+
+    with ArchiveWriter(out_path, level=level) as writer:
+        writer.add_member(
+            SCHEMA_MEMBER, "schema", json.dumps(schema.to_json(), sort_keys=True).encode()
+        )
+        summaries = await _copy_all(conns, chosen, writer, emit, total_bytes, lock_timeout)
+        manifest_tables = [
+            {
+                "schema": t.schema,
+                "name": t.name,
+                "member": member,
+                "rows": s.rows,
+                "raw_bytes": s.bytes_raw,
+                "stored_bytes": s.bytes_stored,
+                "columns": list(t.columns),
+            }
+            for t, (member, s) in zip(chosen, summaries, strict=True)
+        ]
+        meta = {
+            "tool": "markdown-manager-ops",
+            "tool_version": __version__,
+            "created_at": created_at,
+            "server_version": server_version,
+            "database": url.database,
+            "alembic_revision": revision,
+            "schemas": list(schema.schemas),
+            "tables": manifest_tables,
+            "partial": bool(tables or exclude_tables),
+            "sequences": len(schema.sequences),
+        }
+        final = writer.commit(meta)
+    return final, server_version, revision, created_at, [s for _m, s in summaries]
+
+
+# Sessions (not ours) that have waited at least $2 seconds for a lock one of our sessions
+# ($1) holds or is queued ahead of them for. pg_blocking_pids() briefly locks the lock
+# manager, so it only runs for the (few) lock requests that are waiting.
+_BLOCKED = """
+WITH waiting AS MATERIALIZED (
+  SELECT l.pid, l.mode, l.relation, l.locktype, l.waitstart
+  FROM pg_catalog.pg_locks l
+  WHERE NOT l.granted AND l.pid <> ALL($1::int[])
+    AND l.waitstart <= pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $2))
+SELECT w.pid, w.mode, w.locktype,
+       (SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.oid = w.relation) AS rel,
+       extract(epoch FROM pg_catalog.clock_timestamp() - w.waitstart)::float8 AS waited
+FROM waiting w
+WHERE pg_catalog.pg_blocking_pids(w.pid) && $1::int[]
+ORDER BY w.waitstart
+LIMIT 1
+"""
+
+
+async def _first_blocked(
+    watch: asyncpg.Connection, pids: list[int], yield_after: float
+) -> asyncpg.Record:
+    """Poll until a session has waited ``yield_after`` seconds behind one of ``pids``."""
+    interval = min(0.5, max(0.05, yield_after / 4))
+    while True:
+        row = await watch.fetchrow(_BLOCKED, pids, float(yield_after))
+        if row is not None:
+            return row
+        await asyncio.sleep(interval)
+
+
+async def _yielding(
+    work: Coroutine[Any, Any, _Dumped],
+    watch: asyncpg.Connection,
+    pids: list[int],
+    yield_after: float,
+) -> _Dumped:
+    """Run ``work``; stop it and raise BackupYielded once it blocks another session too long."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_first_blocked(watch, pids, yield_after))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and watcher.exception() is None:
+            row = watcher.result()
+            # Cancel our own statements server-side first: a backend waiting for a lock of
+            # its own keeps holding the locks it has until its statement ends.
+            with contextlib.suppress(asyncpg.PostgresError):
+                await watch.execute(
+                    "SELECT pg_catalog.pg_cancel_backend(pid) FROM unnest($1::int[]) AS pid",
+                    pids,
+                )
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            what = f"table {row['rel']}" if row["rel"] else f"a {row['locktype']}"
+            raise BackupYielded(
+                f"The backup stopped to let another session through: session {row['pid']} "
+                f"had waited {row['waited']:.1f}s for a lock ({row['mode']}) on {what} that "
+                "the backup held (an ALTER TABLE or a migration, with the app's queries queued "
+                "behind it); no backup file was left and nothing was changed.",
+                hint="Retry the backup once that session is done.",
+            )
+        return await task  # the watch failing must not fail the backup
+    finally:
+        for t in (task, watcher):
+            t.cancel()
+        await asyncio.gather(task, watcher, return_exceptions=True)
+
+
+_USER_TABLES = """
+SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                  WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                    AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY n.nspname, c.relname
+"""
+
+
+async def _user_tables(conn: asyncpg.Connection) -> list[str]:
+    return [r[0] for r in await conn.fetch(_USER_TABLES)]
+
+
+async def _lock_tables(conn: asyncpg.Connection, tables: list[str], timeout: float) -> None:
+    """ACCESS SHARE locks (like pg_dump) so no DDL can change a table while it is dumped.
+
+    One round trip: a DO block locks them one by one and, on a lock timeout, names the table
+    it waited for (in the error's table field).
+    """
+    if not tables:
+        return
+    array = "ARRAY[" + ", ".join(quote_literal(t) for t in tables) + "]::text[]"
+    try:
+        await conn.execute(
+            "DO $mmops$ DECLARE t text; BEGIN\n"
+            f"  FOREACH t IN ARRAY {array} LOOP\n"
+            "    EXECUTE 'LOCK TABLE ' || t || ' IN ACCESS SHARE MODE';\n"
+            "  END LOOP;\n"
+            "EXCEPTION WHEN lock_not_available THEN\n"
+            "  RAISE EXCEPTION USING ERRCODE = 'lock_not_available', TABLE = t,\n"
+            "    MESSAGE = 'lock timeout';\n"
+            "END $mmops$"
+        )
+    except asyncpg.LockNotAvailableError as exc:
+        table = getattr(exc, "table_name", None) or "?"
+        raise DatabaseError(
+            f"The backup waited {timeout:g}s for a lock on table {table}, which another "
+            "session holds exclusively (an ALTER TABLE, VACUUM FULL, a migration); "
+            "nothing was written.",
+            hint="Retry when that session is done, or raise the lock timeout.",
+        ) from exc
+    except asyncpg.PostgresError as exc:
+        raise DatabaseError(f"Could not lock the tables: {describe_pg_error(exc)}.") from exc
 
 
 async def _copy_all(
@@ -146,6 +296,7 @@ async def _copy_all(
     writer: ArchiveWriter,
     emit: ProgressCallback,
     total_bytes: int,
+    lock_timeout: float,
 ) -> list[tuple[str, TableSummary]]:
     """Largest tables first over all connections; results in the order of ``tables``."""
     order = sorted(range(len(tables)), key=lambda i: -tables[i].approx_bytes)
@@ -172,8 +323,16 @@ async def _copy_all(
             emit(Progress("data", done=done_bytes, total=total_bytes or None, item=table.qualified))
             try:
                 rows, info = await copy_table_out(conn, table, member, on_bytes)
+            except asyncpg.LockNotAvailableError as exc:
+                raise DatabaseError(
+                    f"The backup waited {lock_timeout:g}s to read table {table.qualified}, "
+                    "behind a session waiting for an exclusive lock on it; nothing was written.",
+                    hint="Retry when that session is done, or raise the lock timeout.",
+                ) from exc
             except asyncpg.PostgresError as exc:
-                raise DatabaseError(f"Reading {table.qualified} failed: {exc}") from exc
+                raise DatabaseError(
+                    f"Reading table {table.qualified} failed: {describe_pg_error(exc)}."
+                ) from exc
             results[i] = (
                 name,
                 TableSummary(table.schema, table.name, rows, info.raw_size, info.stored_size),

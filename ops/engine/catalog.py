@@ -24,6 +24,7 @@ from .ddl_post import read_post_data
 from .ddl_routines import read_routines
 from .ddl_tables import read_relations
 from .ddl_types import alias_extension_members, read_extensions, read_schemas, read_types
+from .pg_errors import describe_pg_error
 from .sql_text import qualified, quote_ident, quote_literal
 
 __all__ = [
@@ -162,7 +163,7 @@ async def read_schema(conn: asyncpg.Connection) -> SchemaDump:
         await conn.execute("SELECT pg_catalog.set_config('search_path', $1, true)", old_path)
     except asyncpg.PostgresError as exc:
         raise DatabaseError(
-            f"Reading the schema from the catalogs failed: {exc.__class__.__name__}: {exc}"
+            f"Reading the schema from the catalogs failed: {describe_pg_error(exc)}."
         ) from exc
     return dump
 
@@ -210,9 +211,18 @@ async def _read(conn: asyncpg.Connection) -> SchemaDump:
         if oid in rels.copy_columns
     )
     sequences = []
-    for schema, name in sorted(rels.sequences):
-        row = await conn.fetchrow(f"SELECT last_value, is_called FROM {qualified(schema, name)}")
-        sequences.append(SequenceValue(schema, name, int(row["last_value"]), row["is_called"]))
+    seqs = sorted(rels.sequences)
+    for start in range(0, len(seqs), 500):  # one round trip per 500 sequences
+        part = seqs[start : start + 500]
+        rows = await conn.fetch(
+            " UNION ALL ".join(
+                f"SELECT {i} AS i, last_value, is_called FROM {qualified(schema, name)}"
+                for i, (schema, name) in enumerate(part)
+            )
+        )
+        for r in sorted(rows, key=lambda r: r["i"]):
+            schema, name = part[r["i"]]
+            sequences.append(SequenceValue(schema, name, int(r["last_value"]), r["is_called"]))
     large_objects = int(
         await conn.fetchval("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata")
     )

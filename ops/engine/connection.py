@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
-from ..dburl import DbUrl, redact_text
+from ..dburl import DbUrl
 from ..errors import AuthenticationError, DatabaseError
+from .pg_errors import describe_pg_error
 
 CONNECT_TIMEOUT = 15.0
 
@@ -33,7 +34,7 @@ async def open_connection(url: DbUrl, *, application_name: str = "mmops") -> asy
     except asyncpg.InvalidAuthorizationSpecificationError as exc:
         raise AuthenticationError(
             f"PostgreSQL at {_describe(url)} refused user {url.username!r}: "
-            f"{redact_text(str(exc), [url.password])}"
+            f"{describe_pg_error(exc)}."
         ) from exc
     except asyncpg.InvalidCatalogNameError as exc:
         raise DatabaseError(
@@ -50,7 +51,7 @@ async def open_connection(url: DbUrl, *, application_name: str = "mmops") -> asy
     except asyncpg.PostgresError as exc:
         raise DatabaseError(
             f"PostgreSQL at {_describe(url)} refused the connection: "
-            f"{redact_text(str(exc), [url.password])}"
+            f"{describe_pg_error(exc)}."
         ) from exc
 
 
@@ -69,25 +70,28 @@ async def connection(url: DbUrl, *, application_name: str = "mmops") -> AsyncIte
 
 
 @contextlib.asynccontextmanager
-async def snapshot_connections(url: DbUrl, jobs: int) -> AsyncIterator[list[asyncpg.Connection]]:
+async def snapshot_connections(
+    url: DbUrl, jobs: int, *, lock_timeout: float = 30.0
+) -> AsyncIterator[list[asyncpg.Connection]]:
     """``jobs`` connections reading ONE consistent snapshot (leader exports, workers import).
 
     The leader's transaction stays open for the whole ``with`` block: an exported snapshot is
-    only importable while the exporting transaction lives.
+    only importable while the exporting transaction lives. ``lock_timeout`` (seconds, 0 = wait
+    forever) bounds every wait for a table lock held by someone else.
     """
     conns: list[asyncpg.Connection] = []
     try:
         leader = await open_connection(url, application_name="mmops backup")
         conns.append(leader)
         await leader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        await _session_for_dump(leader)
+        await _session_for_dump(leader, lock_timeout)
         snapshot = await leader.fetchval("SELECT pg_catalog.pg_export_snapshot()")
         for _ in range(max(0, jobs - 1)):
             worker = await open_connection(url, application_name="mmops backup worker")
             conns.append(worker)
             await worker.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             await worker.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-            await _session_for_dump(worker)
+            await _session_for_dump(worker, lock_timeout)
         yield conns
     finally:
         for conn in conns:
@@ -97,12 +101,13 @@ async def snapshot_connections(url: DbUrl, jobs: int) -> AsyncIterator[list[asyn
                 conn.terminate()
 
 
-async def _session_for_dump(conn: asyncpg.Connection) -> None:
+async def _session_for_dump(conn: asyncpg.Connection, lock_timeout: float) -> None:
     # row_security=off makes COPY fail loudly instead of silently skipping rows hidden by RLS;
     # no statement timeout: a 50 GB table may take a while.
     await conn.execute(
         "SET LOCAL row_security = off; SET LOCAL statement_timeout = 0; "
-        "SET LOCAL lock_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0; "
+        f"SET LOCAL lock_timeout = '{max(0, int(lock_timeout * 1000))}ms'; "
+        "SET LOCAL idle_in_transaction_session_timeout = 0; "
         "SET LOCAL extra_float_digits = 3; SET LOCAL DateStyle = 'ISO, YMD'; "
         "SET LOCAL IntervalStyle = 'postgres'"
     )

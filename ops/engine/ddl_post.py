@@ -67,11 +67,13 @@ async def read_post_data(
         """
         SELECT i.indexrelid, i.indrelid, ic.relname, n.nspname, i.indisclustered,
                i.indisreplident, pg_catalog.pg_get_indexdef(i.indexrelid) AS def,
-               (SELECT inhparent FROM pg_catalog.pg_inherits WHERE inhrelid = i.indexrelid)
-                   AS parent_index
+               pn.nspname AS parent_schema, pc.relname AS parent_name
         FROM pg_catalog.pg_index i
         JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
         JOIN pg_catalog.pg_namespace n ON n.oid = ic.relnamespace
+        LEFT JOIN pg_catalog.pg_inherits ih ON ih.inhrelid = i.indexrelid
+        LEFT JOIN pg_catalog.pg_class pc ON pc.oid = ih.inhparent
+        LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
         WHERE i.indrelid = ANY($1::pg_catalog.oid[])
         ORDER BY n.nspname, ic.relname
         """,
@@ -83,16 +85,11 @@ async def read_post_data(
         if oid not in constraint_index:
             indexes.append(r["def"])
             indexes += ctx.comment("pg_class", oid, f"INDEX {idx}")
-        if r["parent_index"] is not None:
-            parent = await conn.fetchrow(
-                "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
-                "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
-                r["parent_index"],
-            )
+        if r["parent_name"] is not None:
             attaches.append(
                 (
                     -depth.get(rel.oid, 0),
-                    f"ALTER INDEX {qualified(parent['nspname'], parent['relname'])} "
+                    f"ALTER INDEX {qualified(r['parent_schema'], r['parent_name'])} "
                     f"ATTACH PARTITION {idx}",
                 )
             )

@@ -77,7 +77,12 @@ async def read_relations(
                c.relpersistence::text AS relpersistence, c.relispartition,
                pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound,
                CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) END AS partkey,
-               c.reloptions, pg_catalog.pg_total_relation_size(c.oid) AS bytes, c.relispopulated,
+               c.reloptions, c.relispopulated,
+               -- From relpages, not pg_total_relation_size(): that opens (locks) every table
+               -- and would make the catalog read queue behind any ALTER TABLE.
+               (c.relpages::bigint + coalesce((SELECT t.relpages FROM pg_catalog.pg_class t
+                                               WHERE t.oid = c.reltoastrelid), 0))
+                 * pg_catalog.current_setting('block_size')::bigint AS bytes,
                c.reloftype <> 0 AS of_type, c.relreplident::text AS relreplident, c.relrowsecurity,
                c.relforcerowsecurity
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -132,7 +137,7 @@ async def _read_sequences(
         key = ("pg_class", rel.oid)
         owner = out.relations.get(int(r["refobjid"])) if r["refobjid"] is not None else None
         if r["deptype"] == "i" and owner is not None:
-            # Identity sequences are made by ALTER TABLE … ADD GENERATED … AS IDENTITY.
+            # Identity sequences are made with their column (GENERATED … AS IDENTITY).
             graph.alias(key, ("pg_class", owner.oid))
             continue
         unlogged = "UNLOGGED " if rel.persistence == "u" else ""
@@ -264,6 +269,17 @@ async def _read_tables(
                     line += f" GENERATED ALWAYS AS ({c['default']}){kind}"
                 elif c["default"] is not None:
                     line += f" DEFAULT {c['default']}"
+                if c["attidentity"] in _IDENTITY and (rel.oid, int(c["attnum"])) in identity:
+                    # Inline, not ALTER TABLE ONLY … ADD GENERATED: PostgreSQL 17+ refuses
+                    # that on a partitioned table ("cannot add identity to a column of only
+                    # the partitioned table") and every version accepts it in CREATE TABLE.
+                    seq = identity[(rel.oid, int(c["attnum"]))]
+                    seqname = qualified(seq["nspname"], seq["relname"])
+                    line += (
+                        f" GENERATED {_IDENTITY[c['attidentity']]} AS IDENTITY "
+                        f"(SEQUENCE NAME {seqname} {sequence_options(seq)})"
+                    )
+                    after += ctx.comment("pg_class", int(seq["objid"]), f"SEQUENCE {seqname}")
                 if nn is not None:
                     if not nn["convalidated"]:
                         out.post_not_valid.append(
@@ -277,7 +293,11 @@ async def _read_tables(
                 elif c["attnotnull"]:
                     line += " NOT NULL"
                 lines.append(line)
-            if c["attidentity"] in _IDENTITY:
+            if not (c["attislocal"] or rel.is_partition) and (
+                c["attidentity"] in _IDENTITY and (rel.oid, int(c["attnum"])) in identity
+            ):
+                # An inheritance child's own identity on an inherited column. A partition's
+                # identity (17+) has no sequence of its own: ATTACH PARTITION brings it.
                 seq = identity[(rel.oid, int(c["attnum"]))]
                 seqname = qualified(seq["nspname"], seq["relname"])
                 after.append(

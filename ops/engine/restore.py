@@ -17,7 +17,14 @@ from ..errors import ArchiveError, OpsError, RestoreFailed, RestoreRefused, Usag
 from .backup import SCHEMA_MEMBER
 from .catalog import SchemaDump, TableDef, qualified, quote_ident
 from .connection import connection
-from .restore_policy import check_restore_allowed, load_order
+from .ddl_foreign_keys import foreign_keys_among
+from .pg_errors import describe_pg_error
+from .restore_policy import (
+    check_lock_capacity,
+    check_restore_allowed,
+    load_order,
+    relations_created,
+)
 from .results import (
     Progress,
     ProgressCallback,
@@ -27,7 +34,15 @@ from .results import (
     TableSummary,
 )
 from .selection import select_tables, unmatched_patterns
-from .target import TargetState, objects_in_schemas, read_target, row_counts
+from .sql_text import statement_batches
+from .target import (
+    TargetState,
+    lock_capacity,
+    objects_in_schemas,
+    read_target,
+    relations_to_lock,
+    row_counts,
+)
 
 Table = tuple[str, str]
 
@@ -83,8 +98,13 @@ async def _plan(
         schemas = sorted(set(backup.manifest.get("schemas") or []) & target.schemas)
         to_drop = await objects_in_schemas(conn, schemas)
         live_rows = await row_counts(conn, [t for t in target.table_columns if t[0] in schemas])
+        locks = await relations_to_lock(conn, schemas=schemas) + _created(backup)
     elif mode is RestoreMode.DATA_ONLY:
         live_rows = await row_counts(conn, tables)
+        locks = await relations_to_lock(conn, tables=tables)
+    else:
+        locks = _created(backup)
+    check_lock_capacity(needed=locks, capacity=await lock_capacity(conn), database=target.database)
     plan = RestorePlan(
         mode=mode,
         database=target.database,
@@ -98,6 +118,14 @@ async def _plan(
         warnings=warnings,
     )
     return plan, target
+
+
+def _created(backup: _Backup) -> int:
+    return relations_created(
+        backup.schema.pre_data,
+        backup.schema.post_data,
+        sum(1 for t in backup.tables.values() if t["rows"]),
+    )
 
 
 async def plan_restore(
@@ -160,9 +188,8 @@ async def restore(
                 ) from exc
             except asyncpg.PostgresError as exc:
                 raise RestoreFailed(
-                    f"PostgreSQL refused the restore ({type(exc).__name__}: "
-                    f"{str(exc).splitlines()[0]}); the restore was rolled back and database "
-                    f"{plan.database!r} is unchanged."
+                    f"PostgreSQL refused the restore: {describe_pg_error(exc)}. The restore was "
+                    f"rolled back; database {plan.database!r} is unchanged."
                 ) from exc
     return RestoreResult(
         database=plan.database,
@@ -202,14 +229,11 @@ async def _restore_in_transaction(
     keys: list[Table] = [(s, n) for s, n in tables]
     if plan.mode is RestoreMode.REPLACE:
         emit(Progress("schema", message="dropping the objects the backup replaces"))
-        for stmt in _drop_statements(backup, target):
-            await conn.execute(stmt)
+        await _execute_all(conn, _drop_statements(backup, target))
     if plan.mode in (RestoreMode.CREATE, RestoreMode.REPLACE):
-        for stmt in _create_empty_schema_statements(backup, target, plan.mode):
-            await conn.execute(stmt)
+        await _execute_all(conn, _create_empty_schema_statements(backup, target, plan.mode))
         emit(Progress("schema", message="creating tables, types and functions"))
-        for stmt in schema.pre_data:
-            await conn.execute(stmt)
+        await _execute_all(conn, schema.pre_data)
     else:
         keys = load_order(keys, target.references)
         await conn.execute("SET CONSTRAINTS ALL DEFERRED")
@@ -218,27 +242,48 @@ async def _restore_in_transaction(
                 "TRUNCATE TABLE " + ", ".join(qualified(s, n) for s, n in keys)
             )
     if plan.mode is RestoreMode.DATA_ONLY:
+        # Foreign keys among the reloaded tables may form cycles or point at their own table,
+        # NOT DEFERRABLE: no load order satisfies them row by row. Set them aside for the load
+        # and put them back exactly as they were (which validates every row at once).
+        fkeys = await foreign_keys_among(conn, keys)
         # Reloading rows must not fire the app's triggers (audit rows, timestamps): disable
         # the user triggers of the loaded tables for the load, inside the transaction.
         triggers = await _enabled_user_triggers(conn, keys)
-        for table, name, _mode in triggers:
-            await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER {quote_ident(name)}")
+        await _execute_all(
+            conn,
+            [fk.drop_sql() for fk in fkeys]
+            + [f"ALTER TABLE {t} DISABLE TRIGGER {quote_ident(n)}" for t, n, _m in triggers],
+        )
         loaded = await _load_data(conn, backup, keys, emit)
+        emit(Progress("post-data", message="checking foreign keys"))
         # Run the deferred foreign-key checks now: ALTER TABLE refuses pending trigger events.
         await conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        for table, name, mode in triggers:
-            how = {"A": "ENABLE ALWAYS", "R": "ENABLE REPLICA"}.get(mode, "ENABLE")
-            await conn.execute(f"ALTER TABLE {table} {how} TRIGGER {quote_ident(name)}")
+        await _execute_all(
+            conn,
+            [stmt for fk in fkeys for stmt in fk.add_sql()]
+            + [
+                f"ALTER TABLE {t} {_TRIGGER_STATE.get(m, 'ENABLE')} TRIGGER {quote_ident(n)}"
+                for t, n, m in triggers
+            ],
+        )
     else:
         loaded = await _load_data(conn, backup, keys, emit)
     if plan.mode in (RestoreMode.CREATE, RestoreMode.REPLACE):
         emit(Progress("post-data", message="building indexes, constraints and triggers"))
-        for stmt in schema.post_data:
-            await conn.execute(stmt)
-    for stmt in schema.refresh:
-        await conn.execute(stmt)
+        await _execute_all(conn, schema.post_data)
+    await _execute_all(conn, schema.refresh)
     await _set_sequences(conn, schema, plan.mode, keys if partial else None)
     return loaded
+
+
+_TRIGGER_STATE = {"A": "ENABLE ALWAYS", "R": "ENABLE REPLICA"}
+
+
+async def _execute_all(conn: asyncpg.Connection, statements: Sequence[str]) -> None:
+    """Run DDL in batches of statements, one round trip each (thousands of tables would
+    otherwise cost thousands of round trips)."""
+    for script in statement_batches(statements):
+        await conn.execute(script)
 
 
 _LZ4_AVAILABLE = """SELECT 'lz4' = ANY(enumvals) FROM pg_catalog.pg_settings
@@ -312,8 +357,9 @@ BEGIN
     SELECT format('DROP ROUTINE IF EXISTS %s CASCADE', p.oid::regprocedure) AS stmt
     FROM pg_catalog.pg_proc p
     WHERE p.pronamespace = 'public'::regnamespace
+      -- 'i': a multirange's constructors belong to their type and go with it
       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                      AND d.objid = p.oid AND d.deptype = 'e')
+                      AND d.objid = p.oid AND d.deptype IN ('e', 'i'))
   LOOP EXECUTE r.stmt; END LOOP;
   FOR r IN
     SELECT format('DROP TYPE IF EXISTS %s CASCADE', t.oid::regtype) AS stmt
@@ -369,6 +415,11 @@ async def _load_data(
             raise ArchiveError(
                 f"Backup member {entry['member']} ({label}) is unusable: {exc}"
             ) from exc
+        except asyncpg.PostgresError as exc:
+            # The row number is the COPY line: one line per row in COPY text format.
+            raise RestoreFailed(
+                f"PostgreSQL refused the data: {describe_pg_error(exc, table=label)}."
+            ) from exc
         rows = int(status.split()[-1]) if status else 0
         if rows != entry["rows"]:
             raise RestoreFailed(
@@ -405,13 +456,14 @@ async def _set_sequences(
             [t[1] for t in only_tables],
         )
         owned = {(r[0], r[1]) for r in rows}
-    for seq in schema.sequences:
-        if owned is not None and (seq.schema, seq.name) not in owned:
-            continue
-        if mode is RestoreMode.DATA_ONLY:
-            exists = await conn.fetchval(
-                "SELECT to_regclass($1) IS NOT NULL", qualified(seq.schema, seq.name)
+    wanted = [s for s in schema.sequences if owned is None or (s.schema, s.name) in owned]
+    if mode is RestoreMode.DATA_ONLY and wanted:
+        existing = {
+            r[0]
+            for r in await conn.fetch(
+                "SELECT name FROM unnest($1::text[]) AS name WHERE to_regclass(name) IS NOT NULL",
+                [qualified(s.schema, s.name) for s in wanted],
             )
-            if not exists:
-                continue
-        await conn.execute(seq.setval_sql())
+        }
+        wanted = [s for s in wanted if qualified(s.schema, s.name) in existing]
+    await _execute_all(conn, [s.setval_sql() for s in wanted])

@@ -5,11 +5,12 @@ Plain functions over plain data (no I/O), unit-tested on their own.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from ..errors import RestoreRefused
 from .results import RestoreMode
-from .target import TargetState
+from .target import LockCapacity, TargetState
 
 Table = tuple[str, str]
 
@@ -114,3 +115,41 @@ def load_order(tables: Iterable[Table], references: Mapping[Table, Iterable[Tabl
             placed.add(t)
         todo = [t for t in todo if t not in placed]
     return ordered
+
+
+_CREATES_RELATION = re.compile(
+    r"^CREATE (?:UNLOGGED )?(?:TABLE|SEQUENCE|VIEW|MATERIALIZED VIEW|(?:UNIQUE )?INDEX) "
+)
+_CREATES_INDEX = re.compile(r"^ALTER TABLE .* ADD CONSTRAINT .* (?:PRIMARY KEY|UNIQUE|EXCLUDE)\b")
+
+
+def relations_created(
+    pre_data: Sequence[str], post_data: Sequence[str], tables_with_rows: int
+) -> int:
+    """About how many relations a restore of this schema creates (each one lock until commit):
+    tables, sequences (identity ones too), views, indexes, index-backed constraints, and a TOAST
+    table plus its index for each table that holds rows."""
+    count = 0
+    for stmt in (*pre_data, *post_data):
+        if _CREATES_RELATION.match(stmt) or _CREATES_INDEX.match(stmt):
+            count += 1
+        count += stmt.count("AS IDENTITY (SEQUENCE NAME ")
+    return count + 2 * tables_with_rows
+
+
+def check_lock_capacity(*, needed: int, capacity: LockCapacity, database: str) -> None:
+    """Refuse, before anything changes, a restore whose one transaction would need more locks
+    than the server's shared lock table documents (it would fail with "out of shared memory")."""
+    if needed <= capacity.total:
+        return
+    suggest = -(-needed // (capacity.max_connections + capacity.max_prepared_transactions))
+    suggest = max(suggest + suggest // 4, capacity.max_locks_per_transaction * 2)
+    raise RestoreRefused(
+        f"Restoring into {database!r} in one transaction needs about {needed} locks (one per "
+        f"table, index, sequence and TOAST table), but the server's lock table holds "
+        f"{capacity.total} (max_locks_per_transaction {capacity.max_locks_per_transaction} × "
+        f"(max_connections {capacity.max_connections} + max_prepared_transactions "
+        f"{capacity.max_prepared_transactions})); nothing was changed.",
+        hint=f"Raise max_locks_per_transaction to at least {suggest} in postgresql.conf "
+        "(ALTER SYSTEM SET max_locks_per_transaction = …) and restart PostgreSQL, then retry.",
+    )

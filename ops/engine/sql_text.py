@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 
 # Keywords that need quoting as identifiers: every keyword that is not UNRESERVED
 # (``SELECT word FROM pg_get_keywords() WHERE catcode <> 'U'`` on PostgreSQL 18, a superset of 15).
@@ -46,3 +47,23 @@ def quote_literal(value: str) -> str:
     if "\\" in value:
         return "E'" + body.replace("\\", "\\\\") + "'"
     return "'" + body + "'"
+
+
+def statement_batches(
+    statements: Iterable[str], *, max_statements: int = 200, max_bytes: int = 1 << 20
+) -> Iterator[str]:
+    """Join statements into ``;``-separated scripts (one round trip each, simple query protocol).
+
+    Each statement ends with a newline before the ``;``, so a trailing ``--`` comment cannot
+    swallow the separator.
+    """
+    batch: list[str] = []
+    size = 0
+    for stmt in statements:
+        if batch and (len(batch) >= max_statements or size + len(stmt) > max_bytes):
+            yield ";\n".join(batch)
+            batch, size = [], 0
+        batch.append(stmt.rstrip().rstrip(";") + "\n")
+        size += len(stmt)
+    if batch:
+        yield ";\n".join(batch)

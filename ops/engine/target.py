@@ -139,14 +139,84 @@ async def objects_in_schemas(conn: asyncpg.Connection, schemas: list[str]) -> li
 
 
 async def row_counts(conn: asyncpg.Connection, tables: list[tuple[str, str]]) -> int:
-    """Exact number of rows currently in ``tables`` (those that exist)."""
+    """Exact number of rows currently in ``tables`` (those that exist).
+
+    Each table counts only its own rows (``FROM ONLY``): a partitioned parent holds none and an
+    inheritance parent's children are counted as themselves, so no row is counted twice. One
+    round trip finds which tables exist, then one per 500 tables counts them.
+    """
     from .catalog import qualified
 
-    total = 0
-    for schema, name in tables:
-        exists = await conn.fetchval(
-            "SELECT to_regclass($1) IS NOT NULL", qualified(schema, name)
+    names = [qualified(s, n) for s, n in tables]
+    existing = [
+        r[0]
+        for r in await conn.fetch(
+            "SELECT name FROM unnest($1::text[]) AS name WHERE to_regclass(name) IS NOT NULL",
+            names,
         )
-        if exists:
-            total += int(await conn.fetchval(f"SELECT count(*) FROM {qualified(schema, name)}"))
+    ]
+    total = 0
+    for start in range(0, len(existing), 500):
+        part = existing[start : start + 500]
+        total += int(
+            await conn.fetchval(
+                "SELECT " + " + ".join(f"(SELECT count(*) FROM ONLY {name})" for name in part)
+            )
+        )
     return total
+
+
+@dataclass(frozen=True)
+class LockCapacity:
+    """The shared lock table's documented size: max_locks_per_transaction × (max_connections
+    + max_prepared_transactions) object locks, shared by every session."""
+
+    max_locks_per_transaction: int
+    max_connections: int
+    max_prepared_transactions: int
+
+    @property
+    def total(self) -> int:
+        return self.max_locks_per_transaction * (
+            self.max_connections + self.max_prepared_transactions
+        )
+
+
+async def lock_capacity(conn: asyncpg.Connection) -> LockCapacity:
+    rows = await conn.fetch(
+        "SELECT name, setting FROM pg_catalog.pg_settings WHERE name IN "
+        "('max_locks_per_transaction', 'max_connections', 'max_prepared_transactions')"
+    )
+    got = {r["name"]: int(r["setting"]) for r in rows}
+    return LockCapacity(
+        got["max_locks_per_transaction"], got["max_connections"], got["max_prepared_transactions"]
+    )
+
+
+async def relations_to_lock(
+    conn: asyncpg.Connection,
+    *,
+    schemas: list[str] | None = None,
+    tables: list[tuple[str, str]] | None = None,
+) -> int:
+    """How many relations a transaction locks to drop everything in ``schemas`` or to empty and
+    reload ``tables``: the tables, their indexes, TOAST tables and TOAST indexes (and, for
+    schemas, their sequences, views and materialized views)."""
+    rows = await conn.fetchval(
+        """
+        WITH rel AS (
+          SELECT c.oid, c.reltoastrelid FROM pg_catalog.pg_class c
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'p', 'S', 'v', 'm', 'f')
+            AND (n.nspname = ANY($1::text[])
+                 OR (n.nspname, c.relname) IN (SELECT * FROM unnest($2::text[], $3::text[]))))
+        SELECT (SELECT count(*) FROM rel)
+             + (SELECT count(*) FROM pg_catalog.pg_index i
+                WHERE i.indrelid IN (SELECT oid FROM rel))
+             + 2 * (SELECT count(*) FROM rel WHERE reltoastrelid <> 0)
+        """,
+        schemas or [],
+        [t[0] for t in tables or []],
+        [t[1] for t in tables or []],
+    )
+    return int(rows)

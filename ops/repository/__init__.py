@@ -1,0 +1,88 @@
+"""Where backups live: a local directory, an S3-compatible bucket or a GCS bucket.
+
+:func:`open_repository` turns the operator's ``REPO`` / ``--repo`` / ``MMOPS_REPO`` into one
+:class:`~ops.repository.base.Repository`; everything above talks only to that protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ops.errors import RepositoryError, UsageError
+
+from .base import (
+    BackupName,
+    Entry,
+    ReadAt,
+    Repository,
+    Sink,
+    backups,
+    iter_read,
+    parse_backup_name,
+)
+
+_BUCKET_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-._")
+
+
+def split_bucket_url(spec: str) -> tuple[str, str, str]:
+    """``s3://bucket/some/prefix`` → (``s3``, ``bucket``, ``some/prefix``)."""
+    parts = urlsplit(spec)
+    scheme = parts.scheme.lower()
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        raise UsageError(
+            f"The repository URL for {scheme}://{parts.hostname or ''} must be "
+            f"{scheme}://BUCKET/PREFIX only; credentials come from the environment."
+        )
+    bucket = parts.netloc
+    if not bucket or not set(bucket) <= _BUCKET_CHARS:
+        raise UsageError(f"{spec!r} names no valid bucket; use {scheme}://BUCKET/PREFIX.")
+    return scheme, bucket, parts.path.strip("/")
+
+
+def open_repository(
+    spec: str, *, environ: Mapping[str, str] | None = None, **options: Any
+) -> Repository:
+    """The repository named by ``spec``: ``s3://bucket/prefix``, ``gs://bucket/prefix`` or a path.
+
+    ``environ`` is where storage credentials are read (default ``os.environ``); ``options`` go
+    to the store's constructor (``lock_days``, ``part_size``, ``concurrency`` for S3,
+    ``chunk_size`` for GCS). No network call happens here; call ``check()`` to fail early.
+    """
+    lowered = spec.lower()
+    if lowered.startswith("s3://"):
+        from .s3 import S3Repository
+
+        _, bucket, prefix = split_bucket_url(spec)
+        return S3Repository(bucket, prefix, environ=environ, **options)
+    if lowered.startswith("gs://"):
+        from .gcs import GCSRepository
+
+        _, bucket, prefix = split_bucket_url(spec)
+        return GCSRepository(bucket, prefix, environ=environ, **options)
+    if "://" in spec:
+        scheme = spec.split("://", 1)[0]
+        raise UsageError(
+            f"Unknown repository type {scheme}://; use a directory, s3://BUCKET/PREFIX "
+            "or gs://BUCKET/PREFIX."
+        )
+    from .local import LocalRepository  # the lead's module
+
+    return LocalRepository(Path(spec).expanduser(), **options)  # type: ignore[no-any-return,unused-ignore]
+
+
+__all__ = [
+    "BackupName",
+    "Entry",
+    "ReadAt",
+    "Repository",
+    "RepositoryError",
+    "Sink",
+    "backups",
+    "iter_read",
+    "open_repository",
+    "parse_backup_name",
+    "split_bucket_url",
+]
