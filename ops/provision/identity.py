@@ -53,7 +53,7 @@ def content_hash(root: Path | None = None) -> str:
 
 
 def local_identity() -> PackageIdentity:
-    from ops import __version__
+    from .._version import __version__
 
     return PackageIdentity(__version__, content_hash())
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import signal
 import stat
-import shlex
 import subprocess
 import threading
 import time
