@@ -30,6 +30,7 @@ from typing import Any
 import asyncpg
 
 from ..engine.copy_text import copy_line
+from ..engine.pg_errors import describe_pg_error
 from ..engine.restore_policy import load_order
 from ..engine.results import Progress
 from ..engine.sql_text import qualified, quote_ident
@@ -308,11 +309,6 @@ async def _truncate_set(
 # --------------------------------------------------------------------------- loading
 
 
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _copy_chunks(
     path: Path, target: _Target, done: list[int], tick: Callable[[], None]
 ) -> Iterator[bytes]:
@@ -331,8 +327,9 @@ def _copy_chunks(
                 out.append(coerce(value))
             except (CoercionError, ValueError, TypeError, OverflowError) as exc:
                 raise RestoreFailed(
-                    f"Row {index} of table {table}, column {name}: {_show(value)} does not fit "
-                    f"{display} ({exc}); the restore was rolled back and nothing changed."
+                    f"Row {index} of table {table}, column {name}: its value (a JSON "
+                    f"{type(value).__name__}, not shown) does not fit {display} ({exc}); the "
+                    "restore was rolled back and nothing changed."
                 ) from exc
         line = copy_line(out)
         batch.append(line)
@@ -378,18 +375,13 @@ async def _load(
             format="text",
         )
     except asyncpg.PostgresError as exc:
+        # The COPY context's line counts the file's rows (1-based); never a value of the row.
         m = _CONTEXT.search(getattr(exc, "context", None) or "")
-        where = f"table {target.entry.name}"
-        if m:
-            where = f"row {int(m.group(1)) - 1} of table {target.entry.name}"
-            if m.group(2):
-                where += f", column {m.group(2).strip()}"
-        message = str(getattr(exc, "message", None) or exc).rstrip(".")
-        detail = getattr(exc, "detail", None)
+        row = int(m.group(1)) if m else None
         raise RestoreFailed(
-            f"Loading {where} failed: {message}"
-            + (f" ({detail.rstrip('.')})" if detail else "")
-            + "; the restore was rolled back and nothing changed."
+            f"Loading table {target.entry.name} failed: "
+            f"{describe_pg_error(exc, table=target.entry.name, row=row)}; the restore was "
+            "rolled back and nothing changed."
         ) from exc
     return done[0] - before
 
@@ -471,7 +463,8 @@ async def restore_legacy_json(
         except asyncpg.PostgresError as exc:
             raise RestoreFailed(
                 f"The restored rows break a foreign key between tables that reference each "
-                f"other ({exc}); the restore was rolled back and nothing changed."
+                f"other ({describe_pg_error(exc)}); the restore was rolled back and nothing "
+                "changed."
             ) from exc
     for target in ordered:
         sequences.extend(await _set_sequences(conn, target))

@@ -16,6 +16,7 @@ import asyncpg
 
 from ..dburl import DbUrl
 from ..engine.connection import connection
+from ..engine.pg_errors import describe_pg_error
 from ..engine.results import ProgressCallback
 from ..errors import ArchiveError, OpsError, RestoreFailed, RestoreRefused
 from .detect import FileKind
@@ -85,21 +86,9 @@ async def _in_one_transaction(
             ) from exc
         except asyncpg.PostgresError as exc:
             raise RestoreFailed(
-                f"PostgreSQL refused {what} ({_pg_message(exc)}); the restore was rolled "
+                f"PostgreSQL refused {what} ({describe_pg_error(exc)}); the restore was rolled "
                 f"back and database {url.database!r} is unchanged."
             ) from exc
-
-
-def _pg_message(exc: asyncpg.PostgresError) -> str:
-    """The error's first line and which constraint/table/column it names; never row values
-    (PostgreSQL's DETAIL "Failing row contains (...)" would print a whole row)."""
-    parts = [str(exc).splitlines()[0]]
-    for label, attr in (("table", "table_name"), ("column", "column_name"),
-                        ("constraint", "constraint_name")):
-        value = getattr(exc, attr, None)
-        if value and str(value) not in parts[0]:
-            parts.append(f"{label} {value}")
-    return ", ".join(parts)
 
 
 async def restore_foreign(

@@ -29,6 +29,7 @@ from typing import Any
 
 import asyncpg
 
+from ..engine.pg_errors import describe_pg_error
 from ..engine.results import Progress
 from ..errors import ArchiveError, RestoreFailed, RestoreRefused
 from .script_splitter import CopyData, MetaCommand, ScriptSplitter, Statement
@@ -508,7 +509,8 @@ async def _copy_in(
         m = re.search(r"line (\d+)", getattr(exc, "context", None) or "")
         where = f"line {line + int(m.group(1))}" if m else f"the COPY at line {line}"
         raise RestoreFailed(
-            f"Loading {target.qualified} failed at {where} of {name}: {_pg_message(exc)}; "
+            f"Loading {target.qualified} failed at {where} of {name}: "
+            f"{_pg_message(exc, target.qualified)}; "
             "the restore was rolled back."
         ) from exc
     m = re.match(r"COPY (\d+)", status or "")
@@ -520,7 +522,6 @@ def _summary(stmt: Statement) -> str:
     return words or stmt.text[:40]
 
 
-def _pg_message(exc: asyncpg.PostgresError) -> str:
-    msg = str(getattr(exc, "message", None) or exc).rstrip(".")
-    detail = getattr(exc, "detail", None)
-    return f"{msg} ({detail.rstrip('.')})" if detail else msg
+def _pg_message(exc: asyncpg.PostgresError, table: str | None = None) -> str:
+    # Never PostgreSQL's DETAIL: "Failing row contains (...)" would print a whole row.
+    return describe_pg_error(exc, table=table)
