@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -23,14 +24,22 @@ def run(
     *,
     on_start: Callable[[Callable[[], None]], None] | None = None,
     on_stop: Callable[[], None] | None = None,
+    signals: bool | None = None,
 ) -> T:
-    """Run ``job()``; ``on_start(cancel)`` lets another source (the agent's stdin) cancel too."""
+    """Run ``job()``; ``on_start(cancel)`` lets another source (the agent's stdin) cancel too.
+
+    ``signals``: install the signal handlers (default: only in the main thread, the one place
+    Python allows them; a web server's worker thread runs jobs without them).
+    """
+    if signals is None:
+        signals = threading.current_thread() is threading.main_thread()
+    handled: tuple[signal.Signals, ...] = SIGNALS if signals else ()
 
     async def main() -> T:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-        for sig in SIGNALS:
+        for sig in handled:
             loop.add_signal_handler(sig, task.cancel)
 
         def cancel() -> None:
@@ -43,7 +52,7 @@ def run(
         finally:
             if on_stop is not None:
                 on_stop()
-            for sig in SIGNALS:
+            for sig in handled:
                 loop.remove_signal_handler(sig)
 
     try:
