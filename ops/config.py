@@ -47,7 +47,7 @@ def resolve_settings(
         return RemoteSettings(
             target, env_file or DEFAULT_ENV_FILE, ops_dir or DEFAULT_OPS_DIR, python or "python3"
         )
-    from ..sandbox import manager
+    from .sandbox import manager
 
     status = manager.status()
     if not status.running:

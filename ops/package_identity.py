@@ -25,9 +25,8 @@ class PackageIdentity:
 
 
 def package_dir() -> Path:
-    import ops
-
-    return Path(ops.__file__).resolve().parent
+    """The ``ops`` package directory (this module lives at its top)."""
+    return Path(__file__).resolve().parent
 
 
 def _files(root: Path) -> list[Path]:
@@ -53,7 +52,7 @@ def content_hash(root: Path | None = None) -> str:
 
 
 def local_identity() -> PackageIdentity:
-    from .._version import __version__
+    from ._version import __version__
 
     return PackageIdentity(__version__, content_hash())
 

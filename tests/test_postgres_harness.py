@@ -26,3 +26,14 @@ def test_pg15_refuses_a_wrong_password(pg15, make_db):
 
     with pytest.raises(asyncpg.InvalidPasswordError):
         asyncio.run(go())
+
+
+def test_createdb_quotes_names_a_hand_written_quote_would_break(pg15) -> None:
+    name = 'we"ird name'
+    url = pg15.createdb(name)
+    try:
+        assert url.database == name
+        assert pg15.psql("SELECT current_database()", name).strip() == name
+    finally:
+        pg15.dropdb(name)
+    assert name not in pg15.psql("SELECT datname FROM pg_database")

@@ -25,7 +25,7 @@ def _cancellable(inbox: Inbox) -> dict[str, Any]:
 
 
 def cmd_version(args: argparse.Namespace, out: Emitter, inbox: Inbox) -> dict[str, Any]:
-    from ..provision.identity import content_hash
+    from ..package_identity import content_hash
 
     return {"version": __version__, "hash": content_hash(),
             "python": sys.version.split()[0], "executable": sys.executable}
@@ -128,7 +128,9 @@ def cmd_restore(args: argparse.Namespace, out: Emitter, inbox: Inbox) -> dict[st
     url = read_database_url(Path(args.env_file))
     ops_dir = Path(args.ops_dir)
     with private_tmpdir(ops_dir, "restore-") as tmp:
-        out.message("ready", dir=str(tmp), database=url.database)
+        # The laptop refuses before pushing a file that cannot fit here.
+        out.message("ready", dir=str(tmp), database=url.database,
+                    free=shutil.disk_usage(tmp).free)
         msg = inbox.wait(timeout=args.upload_timeout)
         name = str(msg.get("name", ""))
         if msg.get("cmd") != "uploaded" or not name or Path(name).name != name:

@@ -7,9 +7,9 @@ from typing import Any
 
 from ..config import RemoteSettings
 from ..errors import HostKeyError, OpsError
+from ..package_identity import local_identity
 from ..ssh.agent_channel import run_agent
 from ..ssh.connection import connect, fingerprint
-from .identity import local_identity
 from .install import MIN_PYTHON, agent_matches, probe
 
 

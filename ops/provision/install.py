@@ -21,10 +21,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import ConfigError, RemoteError
+from ..package_identity import PackageIdentity, local_identity, package_dir, wheel_content_hash
 from ..process import run_command
 from ..ssh.agent_channel import run_agent
 from ..ssh.commands import run
-from .identity import PackageIdentity, local_identity, package_dir, wheel_content_hash
 
 MIN_PYTHON = (3, 10)
 LOCK_NAME = "requirements.lock"

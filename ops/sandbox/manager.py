@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..dburl import DbUrl, read_env_file
+from ..engine.sql_text import quote_ident, quote_literal
 from ..errors import ConfigError
 from .app import APP_TABLES, head_revision, migrate, seed
 from .postgres import PostgresServer, find_bindir
@@ -282,8 +283,9 @@ def start(
     try:
         pg.start()
         password = secrets.token_hex(24)
-        pg.psql(f"CREATE ROLE {APP_ROLE} LOGIN PASSWORD '{scram_sha256_verifier(password)}'")
-        pg.psql(f"CREATE DATABASE {APP_DATABASE} OWNER {APP_ROLE}")
+        pg.psql(f"CREATE ROLE {quote_ident(APP_ROLE)} LOGIN PASSWORD "
+                f"{quote_literal(scram_sha256_verifier(password))}")
+        pg.psql(f"CREATE DATABASE {quote_ident(APP_DATABASE)} OWNER {quote_ident(APP_ROLE)}")
         url = DbUrl("127.0.0.1", pg.port, APP_DATABASE, APP_ROLE, password, {})
         revision = asyncio.run(migrate(url))
         seeded = asyncio.run(seed(url, users=users, documents=documents))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..dburl import DbUrl
+from ..engine.sql_text import quote_ident
 from ..errors import ConfigError
 
 DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")
@@ -223,11 +224,11 @@ class PostgresServer:
         return res.stdout
 
     def createdb(self, name: str) -> DbUrl:
-        self.psql(f'CREATE DATABASE "{name}"')
+        self.psql(f"CREATE DATABASE {quote_ident(name)}")
         return self.url(name)
 
     def dropdb(self, name: str) -> None:
-        self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.psql(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

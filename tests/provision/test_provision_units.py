@@ -5,7 +5,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from ops.provision.identity import content_hash, wheel_content_hash
+from ops.package_identity import content_hash, wheel_content_hash
 from ops.provision.install import _manylinux_platforms
 
 

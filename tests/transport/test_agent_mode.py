@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from ops.provision.identity import content_hash
+from ops.package_identity import content_hash
 from tests.fidelity import data_digest, schema_text
 
 from .conftest import MMOPS, Remote, wait_until
@@ -100,6 +100,7 @@ def test_backup_restore_round_trip_equals_the_source(provisioned: Remote, backup
     assert _mode(files[0]) == 0o600
     for word in ("file", "size", "tables", "rows", "alembic", "duration", str(files[0])):
         assert word in res.stdout
+    assert _mode(backup_dir) == 0o700  # BACKUP_DIR is created private, as in every mode
     assert remote.leftover_tmp() == []
 
     asyncio.run(_sql(remote, "DELETE FROM documents; UPDATE users SET email = 'x' || email"))

@@ -155,6 +155,7 @@ def test_backup_then_restore_through_the_tunnel_gives_back_the_source(
     # dst had no tables: nothing to save, and the output says so
     assert not list((tmp_path / "safety").glob("safety-dst-*.mmops"))
     assert "none (the database had no tables)" in res.stdout
+    assert "(mode create)" in res.stdout  # auto into an empty database: the agent's rule too
     assert_no_secret(server, res.stdout, res.stderr)
 
 
