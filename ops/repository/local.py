@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import RepositoryError
+from ..process import pid_alive
 from .base import Entry
 
 _PARTIAL_RE = re.compile(r"^\..+\.partial-(?:(\d+)-)?[0-9a-f]+$")
@@ -38,16 +39,6 @@ def private_dir(path: Path) -> Path:
                 f"Cannot create the backup directory {path}: {exc.strerror or exc}."
             ) from exc
     return path
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _FileReader:
@@ -193,7 +184,7 @@ class LocalRepository:
                 age = now - entry.stat().st_mtime
             except OSError:
                 continue
-            dead = (pid is not None and not _pid_alive(int(pid))) or (
+            dead = (pid is not None and not pid_alive(int(pid))) or (
                 pid is None and age > STALE_AFTER_S)
             if dead:
                 entry.unlink(missing_ok=True)
