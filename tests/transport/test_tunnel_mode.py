@@ -317,6 +317,9 @@ def test_signal_to_a_running_cli_backup_leaves_no_port_and_no_partial_file(
             proc.wait()
     assert proc.returncode == 130, err
     assert "interrupted" in err
+    errors = [ln for ln in err.splitlines() if not ln.startswith("{")]
+    assert len(errors) == 1 and errors[0].startswith("error: "), err  # one sentence, no noise
+    assert "Traceback" not in err and "Event loop is closed" not in err
     assert port not in listening_ports()
     assert files_in(tmp_path) == []
 
