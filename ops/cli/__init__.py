@@ -13,6 +13,7 @@ from .engine import backup, export, inspect, restore, verify
 from .remote import remote
 from .sandbox import sandbox
 from .tunnel import tunnel
+from .web import web
 
 
 @click.group(cls=OpsGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,7 +22,7 @@ def main() -> None:
     """Back up and restore markdown-manager's PostgreSQL database."""
 
 
-for command in (backup, restore, verify, inspect, export, sandbox, remote, tunnel):
+for command in (backup, restore, verify, inspect, export, sandbox, remote, tunnel, web):
     main.add_command(command)
 
 

@@ -1,0 +1,92 @@
+"""``mmops web [--bind ADDR:PORT] [--root-path /admin/db]`` and ``mmops web hash-password``:
+parse → build the app → serve it with uvicorn. No logic here (that is ``ops.web`` + jobs)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import UsageError
+
+
+def _split_bind(bind: str) -> tuple[str, int]:
+    host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise UsageError(f"--bind {bind!r} is not HOST:PORT (e.g. 127.0.0.1:8080).")
+    return host.strip("[]"), int(port)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--bind", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT",
+              help="Where to listen. Anything but loopback marks the session cookie Secure "
+              "(put TLS in front).")
+@click.option("--root-path", default="", metavar="PATH",
+              help="Serve under this path behind a reverse proxy (e.g. /admin/db); the proxy "
+              "passes the path on unchanged.")
+@click.option("--env-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="A dotenv file defining DATABASE_URL.")
+@click.option("--backup-dir", envvar="BACKUP_DIR", type=click.Path(path_type=Path,
+              file_okay=False), default=None,
+              help="Keep backups (and safety/ backups) here [default: a private directory "
+              "under $TMPDIR, removed when the service stops].")
+@click.option("--idle-timeout", type=click.IntRange(1, 24 * 60), default=15, show_default=True,
+              help="Minutes without a request before a session ends.")
+@click.option("--trust-header", metavar="HEADER", default=None,
+              help="Behind an authenticating proxy: the header naming the signed-in user "
+              "(e.g. X-Forwarded-User), honoured only from --trusted-proxy addresses.")
+@click.option("--trusted-proxy", multiple=True, metavar="ADDR",
+              help="Address of the proxy allowed to set --trust-header (repeatable).")
+@click.pass_context
+def web(ctx: click.Context, bind: str, root_path: str, env_file: Path | None,
+        backup_dir: Path | None, idle_timeout: int, trust_header: str | None,
+        trusted_proxy: tuple[str, ...]) -> None:
+    """Serve the Database Management page (create and download backups, restore uploads).
+
+    The database comes from DATABASE_URL or --env-file; the admin password's argon2id hash
+    from MMOPS_WEB_PASSWORD_HASH (make it with `mmops web hash-password`).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    import logging
+
+    import uvicorn
+
+    from ..dburl import resolve_database_url
+    from ..web import WebSettings, create_app
+    from ..web.passwords import check_hash
+    from ..web.settings import PASSWORD_HASH_ENV, is_loopback
+
+    host, port = _split_bind(bind)
+    if trust_header and not trusted_proxy:
+        raise UsageError("--trust-header needs at least one --trusted-proxy address.")
+    encoded = os.environ.get(PASSWORD_HASH_ENV) or None
+    settings = WebSettings(
+        database_url=resolve_database_url(database_url=None, env_file=env_file),
+        password_hash=check_hash(encoded) if encoded else None,
+        root_path=root_path, secure_cookies=not is_loopback(host),
+        idle_timeout_s=idle_timeout * 60.0, backup_dir=backup_dir,
+        trust_header=trust_header, trusted_proxies=frozenset(trusted_proxy),
+    )
+    app = create_app(settings)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    click.echo(f"Database Management for {settings.database_url.database} on "
+               f"http://{bind}{settings.root_path}/", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False,
+                server_header=False, access_log=True)
+
+
+@web.command("hash-password")
+def hash_password() -> None:
+    """Read the admin password from stdin (one line), print its argon2id hash for
+    MMOPS_WEB_PASSWORD_HASH."""
+    from ..web.passwords import hash_password as make_hash
+
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True,
+                                err=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    click.echo(make_hash(password))

@@ -1,0 +1,97 @@
+"""The ASGI app of ``mmops web``: routes, static files, security headers, error pages."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..errors import ConfigError, OpsError
+from . import routes_auth, routes_backup, routes_restore
+from .common import HERE, current_session, error_response, url
+from .errors import UNEXPECTED, http_status
+from .headers import SecurityHeaders
+from .settings import WebSettings
+from .state import WebState
+
+log = logging.getLogger("ops.web")
+
+
+def _routes() -> list[BaseRoute]:
+    return [
+        Route("/", routes_backup.index, name="index"),
+        Route("/signin", routes_auth.signin_page, name="signin"),
+        Route("/signin", routes_auth.signin, methods=["POST"], name="signin_post"),
+        Route("/signout", routes_auth.signout, methods=["POST"], name="signout"),
+        Route("/backups", routes_backup.create_backup, methods=["POST"], name="create_backup"),
+        Route("/backups/{place}/{name}", routes_backup.download, name="download"),
+        Route("/jobs/{job_id}", routes_backup.job_status, name="job"),
+        Route("/restore/upload", routes_restore.upload, methods=["POST"], name="upload"),
+        Route("/restore/stored", routes_restore.restore_stored, methods=["POST"],
+              name="restore_stored"),
+        Route("/restore/{review_id}", routes_restore.review_page, name="review"),
+        Route("/restore/{review_id}", routes_restore.run_restore, methods=["POST"],
+              name="run_restore"),
+        Route("/restore/{review_id}/cancel", routes_restore.cancel, methods=["POST"],
+              name="cancel"),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+
+
+async def _ops_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OpsError)
+    session, _new = current_session(request)
+    return error_response(request, str(exc), http_status(exc), session)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    session, _new = current_session(request)
+    if session is None and request.method == "GET":
+        return RedirectResponse(url(request, "signin"), status_code=303)
+    message = "There is no such page." if exc.status_code == 404 else str(exc.detail)
+    return error_response(request, message, exc.status_code, session)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(request, UNEXPECTED, 500)
+
+
+def create_app(settings: WebSettings) -> Starlette:
+    """The page for ``settings.database_url``. Its private work dir is made now and removed
+    when the app shuts down (the ASGI lifespan)."""
+    if not settings.password_hash and not settings.trust_header:
+        raise ConfigError(
+            "No admin password is configured: set MMOPS_WEB_PASSWORD_HASH.",
+            hint="Make the hash with: mmops web hash-password (reads the password on stdin).",
+        )
+    state = WebState.create(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            state.close()
+
+    routes = _routes()
+    if settings.root_path:
+        routes = [Mount(settings.root_path, routes=routes)]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityHeaders, hsts=settings.secure_cookies)],
+        exception_handlers={OpsError: _ops_error, HTTPException: _http_error,
+                            Exception: _unexpected},
+        lifespan=lifespan,
+    )
+    app.state.web = state
+    return app

@@ -1,0 +1,75 @@
+"""Restores waiting for their typed confirmation: the prepared plan, its file, who asked.
+
+A review lives until it is restored, cancelled, replaced by a newer one of the same session,
+or left alone for ``ttl_s``; an uploaded file is removed with its review.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..jobs.restore import PreparedRestore
+
+PER_SESSION = 2
+
+
+@dataclass
+class Review:
+    id: str
+    owner: str
+    prepared: PreparedRestore
+    display_name: str  # the file as the operator knows it
+    upload: Path | None  # an uploaded file to remove afterwards (None: a stored backup)
+    created: float = field(default_factory=time.monotonic)
+    busy: bool = False  # a restore of it is running
+
+
+class ReviewStore:
+    def __init__(self, ttl_s: float, discard: Callable[[Path], None]) -> None:
+        self.ttl = ttl_s
+        self.discard = discard
+        self._lock = threading.Lock()
+        self._reviews: dict[str, Review] = {}
+
+    def add(self, owner: str, prepared: PreparedRestore, display_name: str,
+            upload: Path | None) -> Review:
+        review = Review(secrets.token_urlsafe(16), owner, prepared, display_name, upload)
+        with self._lock:
+            self._expire()
+            mine = sorted((r for r in self._reviews.values()
+                           if r.owner == owner and not r.busy), key=lambda r: r.created)
+            for old in mine[: max(0, len(mine) - PER_SESSION + 1)]:
+                self._drop(old)
+            self._reviews[review.id] = review
+        return review
+
+    def get(self, review_id: str, owner: str) -> Review | None:
+        with self._lock:
+            self._expire()
+            review = self._reviews.get(review_id)
+            return review if review is not None and review.owner == owner else None
+
+    def remove(self, review: Review) -> None:
+        with self._lock:
+            self._drop(review)
+
+    def clear(self) -> None:
+        with self._lock:
+            for review in list(self._reviews.values()):
+                self._drop(review)
+
+    def _drop(self, review: Review) -> None:
+        self._reviews.pop(review.id, None)
+        if review.upload is not None:
+            self.discard(review.upload)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for review in list(self._reviews.values()):
+            if not review.busy and now - review.created > self.ttl:
+                self._drop(review)

@@ -1,0 +1,192 @@
+"""Restore: upload (or pick a stored backup) → the plan → the typed name → the restore.
+
+Every rule comes from ``ops.jobs.restore`` and ``ops.policy.plan``: ``prepare_restore`` builds
+the plan and refuses what the CLI refuses; ``confirm`` asks for the typed name exactly when the
+plan needs it; ``execute`` takes the safety backup and restores in one transaction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio.to_thread
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from ..engine.results import ProgressCallback
+from ..errors import OpsError, RestoreRefused
+from ..jobs.restore import PreparedRestore, confirm, execute, prepare_restore
+from ..policy.plan import Plan
+from ..steps.results import RestoreOutcome
+from .common import (
+    CSRF_REFUSED,
+    checked_form,
+    error_response,
+    render,
+    signed_in,
+    url,
+    wants_json,
+    web,
+)
+from .errors import http_status
+from .reviews import Review
+from .sessions import Session
+from .state import WebState
+from .uploads import CsrfRejected, receive_upload
+
+MODES = {
+    "replace": "Replace: the database becomes equal to the backup (tables not in the backup "
+               "disappear).",
+    "create": "Create: everything is created in the database, which has no tables yet.",
+    "data-only": "Data only: the listed tables are emptied and reloaded; the schema stays.",
+    "sql-script": "SQL script: the dump runs as written, in one transaction.",
+}
+MISMATCH = "The typed name did not match the database name; nothing was changed."
+
+
+def restore_message(outcome: RestoreOutcome) -> str:
+    safety = (f" The safety backup taken before it is {Path(outcome.safety_backup).name}."
+              if outcome.safety_backup else
+              " No safety backup was needed: the database had no tables.")
+    return (f"Restore finished: database {outcome.database} now holds the backup "
+            f"({outcome.tables} tables, {outcome.rows_restored} rows; row check "
+            f"{outcome.row_check}).{safety}")
+
+
+def _prepare(st: WebState, path: Path) -> tuple[PreparedRestore | None, Plan | None]:
+    """The prepared restore, or — when the plan refuses — the plan to show its refusals."""
+    try:
+        return prepare_restore(st.transport, str(path), st.repo), None
+    except RestoreRefused:
+        # Built again with the refusals overridden only to show them; never executed.
+        shown = prepare_restore(st.transport, str(path), st.repo, force=True)
+        return None, shown.plan
+
+
+async def _review(request: Request, session: Session, path: Path, display: str,
+                  upload: Path | None) -> Response:
+    st = web(request)
+    try:
+        prepared, refused = await run_in_threadpool(_prepare, st, path)
+    except OpsError as exc:
+        if upload is not None:
+            st.workspace.discard(upload)
+        return error_response(request, str(exc), http_status(exc), session)
+    if prepared is None:
+        if upload is not None:
+            st.workspace.discard(upload)
+        return render(request, "review.html", {"plan": refused, "refused": True,
+                                               "file_name": display, "modes": MODES},
+                      status_code=409, session=session)
+    review = st.reviews.add(session.id, prepared, display, upload)
+    return RedirectResponse(url(request, "review", review_id=review.id), status_code=303)
+
+
+@signed_in
+async def upload(request: Request, session: Session) -> Response:
+    st = web(request)
+    try:
+        received = await receive_upload(
+            request.headers.get("content-type"), request.stream(), file_field="backup",
+            new_file=st.workspace.new_file, discard=st.workspace.discard,
+            csrf_ok=session.csrf_ok,
+        )
+    except CsrfRejected:
+        return error_response(request, CSRF_REFUSED, 403, session)
+    if received.path is None or not received.filename:
+        if received.path is not None:
+            st.workspace.discard(received.path)
+        if not session.csrf_ok(received.fields.get("csrf_token")):
+            return error_response(request, CSRF_REFUSED, 403, session)
+        return error_response(request, "Choose a backup file first; nothing was changed.", 400,
+                              session)
+    return await _review(request, session, received.path, received.filename, received.path)
+
+
+@signed_in
+async def restore_stored(request: Request, session: Session) -> Response:
+    form = await checked_form(request, session)
+    if form is None:
+        return error_response(request, CSRF_REFUSED, 403, session)
+    name = form.get("name", "")
+    path = web(request).catalog.path_of(form.get("place", ""), name)
+    return await _review(request, session, path, name, None)
+
+
+def _review_or_none(request: Request, session: Session) -> Review | None:
+    return web(request).reviews.get(request.path_params["review_id"], session.id)
+
+
+GONE = ("This restore review is no longer open (it was restored, cancelled or left too long); "
+        "nothing was changed. Start again from the page.")
+
+
+@signed_in
+async def review_page(request: Request, session: Session) -> Response:
+    review = _review_or_none(request, session)
+    if review is None:
+        return error_response(request, GONE, 404, session)
+    return render(request, "review.html", {
+        "plan": review.prepared.plan, "refused": False, "review": review,
+        "file_name": review.display_name, "modes": MODES,
+    }, session=session)
+
+
+@signed_in
+async def run_restore(request: Request, session: Session) -> Response:
+    st = web(request)
+    form = await checked_form(request, session)
+    if form is None:
+        return error_response(request, CSRF_REFUSED, 403, session)
+    review = _review_or_none(request, session)
+    if review is None or review.busy:
+        return error_response(request, GONE, 404, session)
+    typed = form.get("confirm_name", "").strip()
+
+    def typed_name(plan: Plan) -> bool:
+        return typed == plan.database
+
+    try:
+        confirm(review.prepared, typed_name)
+    except RestoreRefused:
+        return _refused(request, session, review, MISMATCH)
+
+    def work(progress: ProgressCallback) -> RestoreOutcome:
+        try:
+            return execute(st.transport, review.prepared, progress)
+        finally:
+            st.reviews.remove(review)  # the uploaded file goes with it
+
+    review.busy = True
+    try:
+        job = st.runner.start("restore", session.id, work)
+    except OpsError:
+        review.busy = False
+        raise
+    if wants_json(request):
+        return JSONResponse({"job": url(request, "job", job_id=job.id)}, status_code=202)
+    await anyio.to_thread.run_sync(job.done.wait)
+    message = restore_message(job.result) if job.state == "done" else job.error or ""
+    return render(request, "result.html", {"message": message, "ok": job.state == "done"},
+                  status_code=200 if job.state == "done" else job.status_code, session=session)
+
+
+def _refused(request: Request, session: Session, review: Review, message: str) -> Response:
+    if wants_json(request):
+        return JSONResponse({"error": message}, status_code=409)
+    return render(request, "review.html", {
+        "plan": review.prepared.plan, "refused": False, "review": review,
+        "file_name": review.display_name, "modes": MODES, "error": message,
+    }, status_code=409, session=session)
+
+
+@signed_in
+async def cancel(request: Request, session: Session) -> Response:
+    form = await checked_form(request, session)
+    if form is None:
+        return error_response(request, CSRF_REFUSED, 403, session)
+    review = _review_or_none(request, session)
+    if review is not None and not review.busy:
+        web(request).reviews.remove(review)
+    return RedirectResponse(url(request, "index"), status_code=303)
