@@ -54,6 +54,17 @@ def fake_gcs_binary() -> Path | None:
     return None
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the test process dies, so no server is orphaned
+    (SIGKILL: weed takes 15-30 s over SIGTERM, and its data is throwaway)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
     """SIGTERM, then SIGKILL (SeaweedFS may take 15-30 s to stop by itself)."""
     if process.poll() is not None:
@@ -141,12 +152,15 @@ def start_seaweed(binary: Path) -> SeaweedS3:
         "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_g}",
         "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_g}", f"-s3.config={config}",
         "-master.volumeSizeLimitMB=64", "-volume.max=0",
+        # weed 4.x also opens an Iceberg catalog (8181) and a Lance server (9101) on fixed
+        # ports: off, so parallel sessions do not collide.
+        "-s3.port.iceberg=0", "-s3.port.lance=0",
     ]
     log = base / "weed.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=_die_with_parent,
         )
     server = SeaweedS3(f"http://127.0.0.1:{s3}", access, secret, base, process, log)
     deadline = time.monotonic() + 90
@@ -201,7 +215,7 @@ def start_fake_gcs(binary: Path) -> FakeGcs:
     with open(base / "gcs.log", "wb") as out:
         process = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=_die_with_parent,
         )
     deadline = time.monotonic() + 30
     while True:
