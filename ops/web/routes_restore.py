@@ -72,7 +72,9 @@ async def _review(request: Request, session: Session, path: Path, display: str,
     except OpsError as exc:
         if upload is not None:
             st.workspace.discard(upload)
-        return error_response(request, str(exc), http_status(exc), session)
+        # Name the file as the operator knows it, not by its private path on the server.
+        message = str(exc).replace(str(path), display) if upload is not None else str(exc)
+        return error_response(request, message, http_status(exc), session)
     if prepared is None:
         if upload is not None:
             st.workspace.discard(upload)

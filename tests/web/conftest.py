@@ -10,9 +10,10 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -26,6 +27,7 @@ from ops.web.passwords import hash_password
 from tests.cli_helpers import MMOPS, url_text
 from tests.conftest import IN_CI
 
+T = TypeVar("T")
 PASSWORD = "correct horse battery staple 7"  # a test-only admin password
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -37,12 +39,19 @@ def password_hash() -> str:
     return hash_password(PASSWORD)
 
 
+def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to the end in a thread of its own: Playwright's sync API keeps an
+    event loop running in the test's thread, where asyncio.run is not allowed."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
 @pytest.fixture
 def app_db(make_db: Callable[..., DbUrl]) -> DbUrl:
     """A fresh database holding the markdown-manager-like schema and a few rows."""
     url = make_db()
-    asyncio.run(migrate(url))
-    asyncio.run(seed(url, users=4, documents=12))
+    run_async(lambda: migrate(url))
+    run_async(lambda: seed(url, users=4, documents=12))
     return url
 
 
@@ -54,7 +63,7 @@ def query(url: DbUrl, sql: str) -> Any:
         finally:
             await conn.close()
 
-    return asyncio.run(run())
+    return run_async(run)
 
 
 def execute(url: DbUrl, sql: str) -> None:
@@ -65,7 +74,7 @@ def execute(url: DbUrl, sql: str) -> None:
         finally:
             await conn.close()
 
-    asyncio.run(run())
+    run_async(run)
 
 
 def csrf_of(html: str) -> str:
@@ -185,3 +194,10 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def base_url() -> None:
+    """pytest-base-url's fixture (pulled in by pytest-playwright) is an instance method that
+    newer pytest warns about; the tests pass absolute URLs, so none is needed."""
+    return None
