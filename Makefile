@@ -10,6 +10,8 @@ HOST ?= $(REMOTE_USER_HOST)
 ENV_FILE ?= $(PROD_ENV_FILE)
 BACKUP_DIR ?= ./backups
 export HOST SSH_CONFIG ENV_FILE OPS_DIR BACKUP_DIR BACKUP YES FORCE TABLES EXCLUDE_TABLES ACCEPT_NEW_HOST_KEY
+# Repository, encryption and retention (see README): credentials stay in the AWS_*/GOOGLE_* env.
+export REPO REPO_ENV_FILE ENCRYPT_TO AGE_IDENTITY LOCK_DAYS KEEP KEEP_LOCAL
 
 .PHONY: venv test lint bench demo sandbox sandbox-stop lock clean
 
@@ -97,3 +99,12 @@ demo: $(STAMP)
 	@$(BIN)/mmops remote demo-step change
 	@$(MAKE) --no-print-directory db-restore-ops HOST= ENV_FILE= BACKUP=latest YES=1
 	@$(BIN)/mmops remote demo-step check
+
+# The Database Management page (mmops web) against the sandbox's database, read from the
+# sandbox's env file (never a URL on the command line). BIND=127.0.0.1:8080, ROOT_PATH=/admin/db;
+# the admin password's hash comes from MMOPS_WEB_PASSWORD_HASH (mmops web hash-password).
+.PHONY: web
+BIND ?= 127.0.0.1:8080
+web: $(STAMP) sandbox
+	@test -n "$$MMOPS_WEB_PASSWORD_HASH" || { echo "make web needs the admin password's hash: export MMOPS_WEB_PASSWORD_HASH=\"\$$($(BIN)/mmops web hash-password)\" (asks for the password)" >&2; exit 3; }
+	$(BIN)/mmops web --bind $(BIND) $(if $(ROOT_PATH),--root-path $(ROOT_PATH)) --env-file "$$($(BIN)/mmops sandbox env --json | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["ENV_FILE"])')"
