@@ -127,7 +127,9 @@ class WebServer:
 
 
 def start_web(url: DbUrl, password_hash: str, tmp_path: Path, *args: str,
-              cwd: Path | None = None, home: Path | None = None) -> WebServer:
+              cwd: Path | None = None, home: Path | None = None,
+              wrapper: tuple[str, ...] = ()) -> WebServer:
+    """The real `mmops web` on a free 127.0.0.1 port (``wrapper``: argv put in front)."""
     port = free_port()
     tmpdir = tmp_path / "server-tmp"
     tmpdir.mkdir(mode=0o700, exist_ok=True)
@@ -137,7 +139,8 @@ def start_web(url: DbUrl, password_hash: str, tmp_path: Path, *args: str,
                TMPDIR=str(tmpdir), HOME=str(home or tmp_path))
     env.pop("BACKUP_DIR", None)
     with log.open("wb") as out:
-        proc = subprocess.Popen([str(MMOPS), "web", "--bind", f"127.0.0.1:{port}", *args],
+        proc = subprocess.Popen([*wrapper, str(MMOPS), "web", "--bind", f"127.0.0.1:{port}",
+                                 *args],
                                 env=env, stdout=out, stderr=subprocess.STDOUT,
                                 cwd=cwd or tmp_path)
     deadline = time.monotonic() + 30
