@@ -96,3 +96,13 @@ def sshd() -> Iterator[SshServer]:  # noqa: F821 - imported below, kept with the
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+# ---- object storage (SeaweedFS S3, fake-gcs-server) for the workflow tests everywhere -------
+from tests.repository.conftest import (  # noqa: E402,F401 - fixtures shared with all tests
+    fake_gcs,
+    gcs_bucket,
+    s3_bucket,
+    s3_lock_bucket,
+    seaweed,
+)

@@ -100,15 +100,26 @@ def cmd_doctor(args: argparse.Namespace, out: Emitter, inbox: Inbox) -> dict[str
 def cmd_backup(args: argparse.Namespace, out: Emitter, inbox: Inbox) -> dict[str, Any]:
     """Back up into a private temp dir, announce the verified file, wait until it was pulled."""
     from ..repository.local import LocalRepository
-    from ..steps.engine_side import backup_into
+    from ..steps.engine_side import backup_and_publish
     from ..steps.results import BackupRequest
 
     url = read_database_url(Path(args.env_file))
     request = BackupRequest.from_dict(inbox.wait(timeout=60).get("request") or {})
+    if request.publish is not None:
+        # Storage settings: the server's REPO_ENV_FILE (default: the app's env file), then
+        # whatever the laptop handed over on stdin.
+        from dataclasses import replace
+
+        from ..steps.publish import storage_settings
+
+        pub = request.publish
+        server = storage_settings(read_env_text(Path(pub.repo_env_file or args.env_file)))
+        request = replace(request, publish=replace(
+            pub, repo_env_file=None, storage_env={**server, **pub.storage_env}))
     with private_tmpdir(Path(args.ops_dir), "backup-") as tmp:
         outcome = aio.run(
-            lambda: backup_into(url, LocalRepository(tmp), request, host=args.host,
-                                progress=out.progress, checksum=True),
+            lambda: backup_and_publish(url, LocalRepository(tmp), request, host=args.host,
+                                       progress=out.progress, checksum=True, drop_local=False),
             **_cancellable(inbox),
         )
         out.message("ready", backup=outcome.to_dict())

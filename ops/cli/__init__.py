@@ -12,6 +12,7 @@ from .common import OpsGroup
 from .engine import backup, export, inspect, restore, verify
 from .remote import remote
 from .sandbox import sandbox
+from .storage import key, repo
 from .tunnel import tunnel
 from .web import web
 
@@ -22,7 +23,8 @@ def main() -> None:
     """Back up and restore markdown-manager's PostgreSQL database."""
 
 
-for command in (backup, restore, verify, inspect, export, sandbox, remote, tunnel, web):
+for command in (backup, restore, verify, inspect, export, sandbox, remote, tunnel, web, key,
+                repo):
     main.add_command(command)
 
 

@@ -80,7 +80,72 @@ def restore_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Parallel connections for the safety backup."),
         click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout."),
         click.option("--progress-json", is_flag=True, hidden=True),
+        click.option("--repo", envvar=["REPO", "MMOPS_REPO"],
+                     help="Where BACKUP=latest / BACKUP=NAME are looked up: a directory, "
+                     "s3://BUCKET/PREFIX or gs://BUCKET/PREFIX [default: BACKUP_DIR]."),
+        click.option("--identity", envvar="AGE_IDENTITY",
+                     help="age identity file that opens .mmops.age backups (stays here)."),
     ]
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def publish_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Where a backup goes besides BACKUP_DIR, the same in every mode (Make vars alike)."""
+    options = [
+        click.option("--repo", envvar=["REPO", "MMOPS_REPO"],
+                     help="Repository: a directory, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX "
+                     "(credentials from the AWS_* / GOOGLE_* environment) [default: "
+                     "BACKUP_DIR]."),
+        click.option("--encrypt-to", envvar="ENCRYPT_TO",
+                     help="age recipient(s) (age1…, ssh-ed25519 …) or a recipients file: the "
+                     "backup is stored as NAME.mmops.age; only public keys are needed."),
+        click.option("--lock-days", envvar="LOCK_DAYS", type=click.IntRange(1, 36500),
+                     help="S3 Object Lock retention for the uploaded backup."),
+        click.option("--keep", envvar="KEEP",
+                     help='Retention after the backup, e.g. "daily=7 weekly=4 monthly=12".'),
+        click.option("--keep-local", envvar="KEEP_LOCAL", is_flag=True,
+                     help="Also keep the plain file in BACKUP_DIR when storing elsewhere."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def publish_request(
+    repo: str | None, encrypt_to: str | None, lock_days: int | None, keep: str | None,
+    keep_local: bool, *, default_repo: Path, repo_env_file: str | None = None,
+) -> Any:
+    """The PublishRequest of the options above, or None when the backup simply stays in
+    BACKUP_DIR. Storage settings of this environment go along (the agent needs them)."""
+    import os
+
+    from ..steps.publish import STORAGE_ENV, PublishRequest
+
+    if not (repo or encrypt_to or lock_days or keep):
+        return None
+    if repo:
+        _check_repository_spec(repo)  # before the backup runs, not after
+    if encrypt_to:
+        from ..crypto.age import parse_recipients
+
+        parse_recipients(encrypt_to)
+    return PublishRequest(
+        repo=repo or str(default_repo), encrypt_to=encrypt_to or None, lock_days=lock_days,
+        keep=keep or None, keep_local=keep_local, repo_env_file=repo_env_file or None,
+        storage_env={k: os.environ[k] for k in STORAGE_ENV if os.environ.get(k)},
+    )
+
+
+def _check_repository_spec(spec: str) -> None:
+    from ..errors import UsageError
+    from ..repository import split_bucket_url
+
+    if spec.lower().startswith(("s3://", "gs://")):
+        split_bucket_url(spec)
+    elif "://" in spec:
+        raise UsageError(
+            f"Unknown repository type {spec.split('://', 1)[0]}://; use a directory, "
+            "s3://BUCKET/PREFIX or gs://BUCKET/PREFIX."
+        )

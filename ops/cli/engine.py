@@ -11,7 +11,14 @@ from typing import Any
 import click
 
 from ..steps.results import BackupRequest
-from .common import echo_json, human_size, restore_options, split_patterns
+from .common import (
+    echo_json,
+    human_size,
+    publish_options,
+    publish_request,
+    restore_options,
+    split_patterns,
+)
 from .flows import backup_command, restore_command
 
 
@@ -58,21 +65,24 @@ def _direct(database_url: str | None, env_file: Path | None, safety_dir: Path) -
               help="zstd compression level.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--progress-json", is_flag=True, hidden=True)
+@publish_options
 def backup(
     database_url: str | None, env_file: Path | None, output: Path, jobs: int,
     tables: tuple[str, ...], exclude_tables: tuple[str, ...], level: int, as_json: bool,
-    progress_json: bool,
+    progress_json: bool, repo: str | None, encrypt_to: str | None, lock_days: int | None,
+    keep: str | None, keep_local: bool,
 ) -> None:
-    """Take a consistent backup of the database into one verified file."""
-    request = BackupRequest(jobs=jobs, tables=split_patterns(tables),
-                            exclude_tables=split_patterns(exclude_tables), level=level)
+    """Take a consistent backup of the database into one verified file (and store it in the
+    repository, encrypted, with retention, when asked)."""
     if output.is_dir() or str(output).endswith("/") or output.suffix != ".mmops":
         dest, name = output, None
     else:
         dest, name = output.parent, output.name
-    if name is not None:
-        request = BackupRequest(jobs=jobs, tables=request.tables,
-                                exclude_tables=request.exclude_tables, level=level, name=name)
+    request = BackupRequest(jobs=jobs, tables=split_patterns(tables),
+                            exclude_tables=split_patterns(exclude_tables), level=level,
+                            name=name,
+                            publish=publish_request(repo, encrypt_to, lock_days, keep,
+                                                    keep_local, default_repo=dest))
     backup_command(_direct(database_url, env_file, dest / "safety"), dest, request,
                    as_json=as_json, progress_json=progress_json, phases=False)
 
@@ -84,7 +94,8 @@ def backup(
 def restore(
     backup: str, database_url: str | None, env_file: Path | None, mode: str,
     tables: tuple[str, ...], yes: bool, force: bool, lock_timeout: float, keep_safety: int,
-    backup_dir: Path, jobs: int, as_json: bool, progress_json: bool,
+    backup_dir: Path, jobs: int, as_json: bool, progress_json: bool, repo: str | None,
+    identity: str | None,
 ) -> None:
     """Restore FILE (a .mmops backup or `latest`, an old JSON backup or a plain SQL dump)
     atomically: plan, typed confirmation when data is replaced, safety backup, restore."""
@@ -92,7 +103,7 @@ def restore(
         _direct(database_url, env_file, backup_dir / "safety"), backup, backup_dir=backup_dir,
         mode=mode, tables=tables, yes=yes, force=force, lock_timeout=lock_timeout,
         keep_safety=keep_safety, jobs=jobs, as_json=as_json, progress_json=progress_json,
-        phases=False,
+        phases=False, repo=repo, identity=identity,
     )
 
 

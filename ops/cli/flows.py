@@ -40,12 +40,21 @@ def backup_command(
 def restore_command(
     open_transport: TransportFactory, backup: str, *, backup_dir: Path, mode: str,
     tables: Any, yes: bool, force: bool, lock_timeout: float, keep_safety: int, jobs: int,
-    as_json: bool, progress_json: bool, phases: bool = True,
+    as_json: bool, progress_json: bool, phases: bool = True, repo: str | None = None,
+    identity: str | None = None,
 ) -> None:
-    repo = LocalRepository(backup_dir)
-    with open_transport() as transport:
+    import tempfile
+
+    from ..repository import open_repository
+
+    source = open_repository(repo) if repo else LocalRepository(backup_dir)
+    # Downloads and decrypted copies live in a private 0700 dir, removed however we leave.
+    with open_transport() as transport, tempfile.TemporaryDirectory(
+        prefix="mmops-restore-"
+    ) as work:
         prepared = prepare_restore(
-            transport, backup, repo, mode=mode, tables=split_patterns(tables), force=force,
+            transport, backup, source, workdir=Path(work), identity=identity,
+            mode=mode, tables=split_patterns(tables), force=force,
             lock_timeout=lock_timeout, jobs=jobs, keep_safety=keep_safety,
         )
         render_plan(prepared.plan, err=as_json)

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from ..errors import OpsError
-from .common import echo_json, notice, restore_options
+from .common import echo_json, notice, publish_options, publish_request, restore_options
 from .flows import backup_command, restore_command
 
 
@@ -108,17 +108,26 @@ def setup_cmd(ctx: click.Context, offline: bool, force: bool, as_json: bool) -> 
               help="Skip these tables (patterns).")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--progress-json", is_flag=True, hidden=True)
+@publish_options
+@click.option("--repo-env-file", envvar="REPO_ENV_FILE",
+              help="Server-side dotenv file with the storage settings (AWS_*, …) [ENV_FILE].")
 @click.pass_context
 def backup_cmd(
     ctx: click.Context, backup_dir: Path, jobs: int, tables: tuple[str, ...],
-    exclude_tables: tuple[str, ...], as_json: bool, progress_json: bool,
+    exclude_tables: tuple[str, ...], as_json: bool, progress_json: bool, repo: str | None,
+    encrypt_to: str | None, lock_days: int | None, keep: str | None, keep_local: bool,
+    repo_env_file: str | None,
 ) -> None:
-    """Back up the server's database and pull the file into BACKUP_DIR (verified, 0600)."""
+    """Back up the server's database and pull the file into BACKUP_DIR (verified, 0600); with
+    REPO, the server uploads it there directly (encrypted with ENCRYPT_TO)."""
     from ..steps.results import BackupRequest
     from .common import split_patterns
 
     request = BackupRequest(jobs=jobs, tables=split_patterns(tables),
-                            exclude_tables=split_patterns(exclude_tables))
+                            exclude_tables=split_patterns(exclude_tables),
+                            publish=publish_request(repo, encrypt_to, lock_days, keep,
+                                                    keep_local, default_repo=backup_dir,
+                                                    repo_env_file=repo_env_file))
     backup_command(_opener(ctx), backup_dir, request, as_json=as_json,
                    progress_json=progress_json, detailed=True)
 
@@ -130,14 +139,14 @@ def backup_cmd(
 def restore_cmd(
     ctx: click.Context, backup: str, mode: str, tables: tuple[str, ...], yes: bool,
     force: bool, lock_timeout: float, keep_safety: int, backup_dir: Path, jobs: int,
-    as_json: bool, progress_json: bool,
+    as_json: bool, progress_json: bool, repo: str | None, identity: str | None,
 ) -> None:
     """Restore BACKUP (a .mmops file or `latest`, an old JSON backup, or a plain SQL dump)
     into the server's database, atomically (safety backup in OPS_DIR/safety first)."""
     restore_command(
         _opener(ctx), backup, backup_dir=backup_dir, mode=mode, tables=tables, yes=yes,
         force=force, lock_timeout=lock_timeout, keep_safety=keep_safety, jobs=jobs,
-        as_json=as_json, progress_json=progress_json,
+        as_json=as_json, progress_json=progress_json, repo=repo, identity=identity,
     )
 
 

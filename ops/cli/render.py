@@ -53,16 +53,25 @@ def render_backup(outcome: BackupOutcome, *, detailed: bool = False) -> None:
     table on stdout (what `make db-backup-ops` shows)."""
     for path in outcome.cleaned:
         click.echo(f"Removed a leftover from an interrupted run: {path}", err=True)
+    pub = outcome.published
+    if pub is not None:
+        where = pub.repository.rstrip("/") + "/" + pub.name
+        click.echo(f"stored {where} ({human_size(pub.size_bytes)}"
+                   + (", age-encrypted" if pub.encrypted else "") + ")", err=True)
+        for name in pub.deleted:
+            click.echo(f"pruned {name} (retention)", err=True)
+        for why in pub.locked:
+            click.echo(f"warning: not pruned: {why}", err=True)
     if detailed:
         click.echo(f"Backup of {outcome.database} on {outcome.host} done.")
-        click.echo(f"  file      {outcome.path}")
+        click.echo(f"  file      {outcome.path or '(not kept here: see stored above)'}")
         click.echo(f"  size      {human_size(outcome.size_bytes)}")
         click.echo(f"  tables    {len(outcome.tables)}")
         click.echo(f"  rows      {outcome.total_rows}")
         click.echo(f"  alembic   {outcome.alembic_revision or '-'}")
         click.echo(f"  duration  {outcome.duration_s:.1f}s")
         return
-    click.echo(outcome.path)
+    click.echo(outcome.path or (pub.repository.rstrip("/") + "/" + pub.name if pub else ""))
     click.echo(
         f"backup of {outcome.database} on {outcome.host} (PostgreSQL {outcome.server_version}): "
         f"{human_size(outcome.size_bytes)}, {len(outcome.tables)} tables, {outcome.total_rows} "

@@ -14,7 +14,13 @@ from typing import Any
 
 import click
 
-from .common import notice, restore_options, split_patterns
+from .common import (
+    notice,
+    publish_options,
+    publish_request,
+    restore_options,
+    split_patterns,
+)
 from .flows import backup_command, restore_command
 
 
@@ -74,16 +80,21 @@ def tunnel() -> None:
               help="Skip these tables (patterns).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--progress-json", is_flag=True, hidden=True)
+@publish_options
 def backup_cmd(
     host: str | None, ssh_config: str | None, env_file: str | None, accept_new_host_key: bool,
     backup_dir: Path, jobs: int, tables: tuple[str, ...], exclude_tables: tuple[str, ...],
-    as_json: bool, progress_json: bool,
+    as_json: bool, progress_json: bool, repo: str | None, encrypt_to: str | None,
+    lock_days: int | None, keep: str | None, keep_local: bool,
 ) -> None:
-    """Dump the server's database into BACKUP_DIR through an SSH tunnel, verified."""
+    """Dump the server's database into BACKUP_DIR through an SSH tunnel, verified (and store
+    it in REPO, encrypted with ENCRYPT_TO, when asked)."""
     from ..steps.results import BackupRequest
 
     request = BackupRequest(jobs=jobs, tables=split_patterns(tables),
-                            exclude_tables=split_patterns(exclude_tables))
+                            exclude_tables=split_patterns(exclude_tables),
+                            publish=publish_request(repo, encrypt_to, lock_days, keep,
+                                                    keep_local, default_repo=backup_dir))
     opener = _opener(host, ssh_config, env_file, accept_new_host_key, backup_dir / "safety")
     backup_command(opener, backup_dir, request, as_json=as_json, progress_json=progress_json)
 
@@ -96,7 +107,7 @@ def restore_cmd(
     backup: str, host: str | None, ssh_config: str | None, env_file: str | None,
     accept_new_host_key: bool, mode: str, tables: tuple[str, ...], yes: bool, force: bool,
     lock_timeout: float, keep_safety: int, backup_dir: Path, jobs: int, as_json: bool,
-    progress_json: bool,
+    progress_json: bool, repo: str | None, identity: str | None,
 ) -> None:
     """Restore BACKUP (a file, or `latest` in BACKUP_DIR) into the server's database by tunnel.
 
@@ -108,5 +119,5 @@ def restore_cmd(
     restore_command(
         opener, backup, backup_dir=backup_dir, mode=mode, tables=tables, yes=yes, force=force,
         lock_timeout=lock_timeout, keep_safety=keep_safety, jobs=jobs, as_json=as_json,
-        progress_json=progress_json,
+        progress_json=progress_json, repo=repo, identity=identity,
     )

@@ -18,7 +18,7 @@ from ..errors import RestoreRefused, UsageError
 from ..interop.describe import ForeignFile, describe_foreign
 from ..interop.detect import FileKind, detect_kind
 from ..policy.plan import Plan, build_foreign_plan, build_plan
-from ..repository.base import backups
+from ..repository.base import Repository, backups
 from ..repository.local import LocalRepository
 from ..steps.results import RestoreOutcome, RestoreRequest
 from ..transport.base import Transport
@@ -41,25 +41,78 @@ class PreparedRestore:
     request: RestoreRequest
 
 
-def resolve_backup_file(spec: str, repo: LocalRepository, database: str) -> Path:
-    """``BACKUP=path`` or ``BACKUP=latest``: the newest backup of ``database`` in the repository,
-    by the timestamp in its name (never another database's, never by mtime)."""
-    if spec == "latest":
-        from ..engine.backup import default_backup_name
+def resolve_backup_file(
+    spec: str,
+    repo: Repository,
+    database: str,
+    *,
+    workdir: Path | None = None,
+    identity: str | None = None,
+) -> Path:
+    """``BACKUP=path``, ``BACKUP=NAME`` in the repository, or ``BACKUP=latest``: the newest
+    backup of ``database`` in the repository by the timestamp in its name (never another
+    database's, never by mtime). An object-store backup is downloaded into ``workdir`` (a
+    private dir the caller removes); an ``.age`` one is decrypted there with ``identity``."""
+    from ..engine.backup import default_backup_name
 
+    path = Path(spec)
+    if spec != "latest" and path.is_file():
+        return _decrypted(path, workdir, identity) if spec.endswith(".age") else path
+    if spec == "latest":
         safe = default_backup_name(database).rsplit("-", 1)[0]
-        found = [e for e, _info in backups(repo, database=safe, safety=False)
-                 if e.name.endswith(".mmops")]
+        found = [e for e, _info in backups(repo, database=safe, safety=False)]
         if not found:
             raise UsageError(
-                f"BACKUP=latest but {repo.path} holds no .mmops backup of database "
-                f"{database!r}."
+                f"BACKUP=latest but {repo.url} holds no backup of database {database!r}."
             )
-        return repo.path_of(found[-1].name)
-    path = Path(spec)
-    if not path.is_file():
-        raise UsageError(f"Backup file {path} does not exist.")
-    return path
+        name = found[-1].name
+    else:
+        names = {e.name for e in repo.list(spec)} if "/" not in spec else set()
+        if spec not in names:
+            raise UsageError(f"Backup file {spec} does not exist (here or in {repo.url}).")
+        name = spec
+    if isinstance(repo, LocalRepository):
+        local = repo.path_of(name)
+        return _decrypted(local, workdir, identity) if name.endswith(".age") else local
+    if workdir is None:
+        raise UsageError("A backup in an object store needs a work directory to download to.")
+    if name.endswith(".age"):
+        return _decrypted(repo.open(name), workdir, identity, name=name)
+    return _download(repo, name, workdir)
+
+
+def _download(repo: Repository, name: str, workdir: Path) -> Path:
+    """Stream ``name`` into a 0600 file in ``workdir`` (flat memory); the caller verifies it."""
+    import os
+
+    from ..repository.base import iter_read
+
+    dest = workdir / name
+    source = repo.open(name)
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            for block in iter_read(source, 8 << 20):
+                out.write(block)
+    finally:
+        source.close()
+    return dest
+
+
+def _decrypted(source: Any, workdir: Path | None, identity: str | None, *,
+               name: str | None = None) -> Path:
+    from ..crypto.age import decrypt_to_file, load_identities
+
+    label = name or Path(str(source)).name
+    if not identity:
+        raise UsageError(
+            f"{label} is age-encrypted; pass the identity that can open it with --identity "
+            "FILE (make: AGE_IDENTITY=FILE)."
+        )
+    if workdir is None:
+        raise UsageError("Decrypting a backup needs a work directory.")
+    plain = workdir / label.removesuffix(".age")
+    return decrypt_to_file(source, plain, load_identities(identity), what=label)
 
 
 def inspect_backup_file(path: Path, progress: ProgressCallback | None = None) -> BackupFile:
@@ -78,8 +131,10 @@ def inspect_backup_file(path: Path, progress: ProgressCallback | None = None) ->
 def prepare_restore(
     transport: Transport,
     spec: str,
-    repo: LocalRepository,
+    repo: Repository,
     *,
+    workdir: Path | None = None,
+    identity: str | None = None,
     mode: str = "auto",
     tables: list[str] | None = None,
     force: bool = False,
@@ -90,7 +145,7 @@ def prepare_restore(
 ) -> PreparedRestore:
     """Everything up to the confirmation; changes nothing, refuses early."""
     live = transport.status()
-    path = resolve_backup_file(spec, repo, live.database)
+    path = resolve_backup_file(spec, repo, live.database, workdir=workdir, identity=identity)
     file = inspect_backup_file(path, progress)
     if file.kind is FileKind.ARCHIVE:
         assert file.manifest is not None

@@ -74,6 +74,53 @@ async def backup_into(
     )
 
 
+async def backup_and_publish(
+    url: DbUrl,
+    staging: LocalRepository,
+    request: BackupRequest,
+    *,
+    host: str,
+    progress: ProgressCallback | None = None,
+    checksum: bool = False,
+    drop_local: bool = True,
+) -> BackupOutcome:
+    """backup → verify → publish → prune. Without ``request.publish`` the verified file in
+    ``staging`` is the result; with it, the file is streamed into the repository (encrypted
+    when asked), the retention rules applied, and — ``drop_local`` unless KEEP_LOCAL — the
+    plain local copy removed."""
+    outcome = await backup_into(url, staging, request, host=host, progress=progress,
+                                checksum=checksum)
+    pub = request.publish
+    if pub is None:
+        return outcome
+    from dataclasses import replace
+
+    from .publish import PublishOutcome, open_target, prune, publish
+
+    path = Path(outcome.path)
+    repo = open_target(pub)
+    here = getattr(repo, "path", None)
+    if not pub.encrypt_to and here is not None and Path(here).resolve() == path.parent.resolve():
+        published = PublishOutcome(repository=repo.url, name=path.name,
+                                   size_bytes=outcome.size_bytes, encrypted=False)
+    else:
+        try:
+            published = await asyncio.to_thread(publish, path, repo, encrypt_to=pub.encrypt_to,
+                                                progress=progress)
+        except BaseException:
+            if drop_local and not pub.keep_local:
+                path.unlink(missing_ok=True)  # no plain copy left behind by a failed upload
+            raise
+        if drop_local and not pub.keep_local:
+            path.unlink(missing_ok=True)
+            path = Path()
+    if pub.keep:
+        deleted, locked = await asyncio.to_thread(prune, repo, _safe_name(url.database),
+                                                  pub.keep)
+        published = replace(published, deleted=deleted, locked=locked)
+    return replace(outcome, path=str(path) if path != Path() else "", published=published)
+
+
 def prune_safety(repo: LocalRepository, database: str, keep: int) -> list[str]:
     """Keep the newest ``keep`` safety backups of ``database`` (by their own timestamps);
     other databases' safety backups in the same directory are never touched."""

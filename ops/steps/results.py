@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..engine.results import TableSummary
+from .publish import PublishOutcome, PublishRequest
 
 
 @dataclass(frozen=True)
@@ -16,15 +17,20 @@ class BackupRequest:
     exclude_tables: list[str] = field(default_factory=list)
     level: int = 3
     name: str | None = None  # the file's name; default <db>-<UTC timestamp>.mmops
+    publish: PublishRequest | None = None  # a repository other than the local backup dir
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self, *, secrets: bool = False) -> dict[str, Any]:
+        d = asdict(self)
+        d["publish"] = None if self.publish is None else self.publish.to_dict(secrets=secrets)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BackupRequest:
+        pub = d.get("publish")
         return cls(jobs=int(d.get("jobs", 2)), tables=list(d.get("tables") or []),
                    exclude_tables=list(d.get("exclude_tables") or []),
-                   level=int(d.get("level", 3)), name=d.get("name"))
+                   level=int(d.get("level", 3)), name=d.get("name"),
+                   publish=PublishRequest.from_dict(pub) if pub else None)
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class BackupOutcome:
     duration_s: float
     verified_members: int
     cleaned: list[str] = field(default_factory=list)  # leftovers of killed runs removed first
+    published: PublishOutcome | None = None  # where the repository holds it, if not BACKUP_DIR
 
     @property
     def total_rows(self) -> int:
@@ -55,6 +62,8 @@ class BackupOutcome:
     def from_dict(cls, d: dict[str, Any]) -> BackupOutcome:
         fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         fields["tables"] = [TableSummary(**t) for t in d["tables"]]
+        if d.get("published"):
+            fields["published"] = PublishOutcome.from_dict(d["published"])
         return cls(**fields)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..config import RemoteSettings
 from ..engine.results import ProgressCallback
+from ..errors import ConfigError
 from ..policy.live import LiveStatus
 from ..repository.local import LocalRepository
 from ..ssh.agent_channel import AgentSession, agent_argv, run_agent
@@ -47,19 +48,28 @@ class AgentTransport:
 
     def backup(self, request: BackupRequest, dest: LocalRepository,
                progress: ProgressCallback) -> BackupOutcome:
-        dest.ensure()
-        cleaned = [str(p) for p in dest.remove_stale_partials()] + self.cleanup()
+        """The agent backs up (and, with a repository, uploads from the server directly);
+        the file is pulled here when there is no repository or KEEP_LOCAL asks for a copy."""
+        pub = request.publish
+        pull_here = pub is None or pub.keep_local
+        if pull_here:
+            dest.ensure()
+        cleaned = ([str(p) for p in dest.remove_stale_partials()] if pull_here else [])
+        cleaned += self.cleanup()
         argv = self._argv("backup", "--env-file", self.settings.env_file)
         with AgentSession(self.conn, argv, on_progress=progress) as s:
-            s.send(cmd="request", request=request.to_dict())
+            # The request (storage settings included) travels on stdin, never on argv.
+            s.send(cmd="request", request=request.to_dict(secrets=True))
             ready = s.expect("ready")
             remote = BackupOutcome.from_dict(ready["backup"])
-            local = pull(self.conn, remote.path, dest.path, expected_sha256=remote.sha256,
-                         on_progress=progress)
+            local = ""
+            if pull_here and remote.path:
+                local = str(pull(self.conn, remote.path, dest.path,
+                                 expected_sha256=remote.sha256, on_progress=progress))
             s.send(cmd="done")
             s.expect("result")
         d = remote.to_dict()
-        d.update(path=str(local), cleaned=cleaned + remote.cleaned)
+        d.update(path=local, cleaned=cleaned + remote.cleaned)
         return BackupOutcome.from_dict(d)
 
     def restore(self, file: Path, request: RestoreRequest,
@@ -69,10 +79,25 @@ class AgentTransport:
         argv = self._argv("restore", "--env-file", self.settings.env_file)
         with AgentSession(self.conn, argv, on_progress=progress) as s:
             ready = s.expect("ready")
+            _check_room(ready, file, self.label)
             name = push(self.conn, file, ready["dir"], on_progress=progress)
             s.send(cmd="uploaded", name=name, sha256=digest, request=request.to_dict())
             result = s.expect("result")
         return RestoreOutcome.from_dict(result["restore"])
+
+
+def _check_room(ready: dict[str, Any], file: Path, host: str) -> None:
+    """Refuse before pushing a file the agent's temp dir has no room for (``free`` comes with
+    the agent's ``ready``; an older agent sends none and the upload itself will tell)."""
+    free = ready.get("free")
+    size = file.stat().st_size
+    if isinstance(free, int) and size > free:
+        where = PurePosixPath(str(ready.get("dir", ""))).parent
+        raise ConfigError(
+            f"The server's disk is too full for this restore: {where} on {host} has {free} bytes "
+            f"free but {file.name} needs {size} bytes; nothing was uploaded or restored. Free "
+            "space there or set OPS_DIR to a directory on a larger disk."
+        )
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ from ..dburl import DbUrl
 from ..engine.results import ProgressCallback
 from ..policy.live import LiveStatus
 from ..repository.local import LocalRepository
-from ..steps.engine_side import backup_into, restore_from
+from ..steps.engine_side import backup_and_publish, restore_from
 from ..steps.results import BackupOutcome, BackupRequest, RestoreOutcome, RestoreRequest
 from ..steps.status import read_live_status
 
@@ -25,12 +25,20 @@ class DirectTransport:
     def status(self) -> LiveStatus:
         return aio.run(lambda: read_live_status(self.url))
 
+    def cleanup(self) -> list[str]:
+        """Partial safety backups of killed runs (``backup_into`` cleans the backup dir)."""
+        return [str(p) for p in self.safety.remove_stale_partials()]
+
     def backup(self, request: BackupRequest, dest: LocalRepository,
                progress: ProgressCallback) -> BackupOutcome:
-        return aio.run(lambda: backup_into(self.url, dest, request, host=self.label,
-                                           progress=progress))
+        cleaned = self.cleanup()
+        outcome = aio.run(lambda: backup_and_publish(self.url, dest, request, host=self.label,
+                                                     progress=progress))
+        outcome.cleaned[:0] = cleaned
+        return outcome
 
     def restore(self, file: Path, request: RestoreRequest,
                 progress: ProgressCallback) -> RestoreOutcome:
+        self.cleanup()
         return aio.run(lambda: restore_from(self.url, file, request, self.safety,
                                             host=self.label, progress=progress))
