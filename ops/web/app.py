@@ -6,6 +6,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -81,6 +82,9 @@ def create_app(settings: WebSettings) -> Starlette:
         try:
             yield
         finally:
+            # A restore reads its upload from the work dir until it commits or rolls back:
+            # let it end before the work dir goes (systemd's TimeoutStopSec bounds the wait).
+            await anyio.to_thread.run_sync(state.runner.wait_idle)
             state.close()
 
     routes = _routes()

@@ -89,6 +89,11 @@ class JobRunner:
         thread.start()
         return job
 
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait for the running job (if any) to end; False when ``timeout`` passed first."""
+        job = self._running
+        return job is None or job.done.wait(timeout)
+
     def get(self, job_id: str, owner: str) -> Job | None:
         job = self._jobs.get(job_id)
         return job if job is not None and job.owner == owner else None
