@@ -5,10 +5,14 @@ compresses each full chunk in the *calling* thread (python-zstandard releases th
 takes the :class:`ArchiveWriter`'s lock only to append the finished record.  One member is
 written by one thread at a time; different members may be written from different threads.
 
-Atomicity: the file is created 0600 as ``.<name>.partial-<random>`` next to the final path and
-only :meth:`ArchiveWriter.commit` (manifest, trailer, fsync of file and directory) gives it its
-final name.  Any failure, :meth:`ArchiveWriter.abort` or leaving the ``with`` block without a
-commit removes the partial file.
+Atomicity: the file is created 0600 as ``.<name>.partial-<pid>-<random>`` next to the final
+path and only :meth:`ArchiveWriter.commit` (manifest, trailer, fsync of file and directory) gives
+it its final name.  Any failure, :meth:`ArchiveWriter.abort` or leaving the ``with`` block
+without a commit removes the partial file; a partial file whose writer was killed carries the
+dead pid, so the next run removes it at once (``LocalRepository.remove_stale_partials``).
+
+A full disk (ENOSPC, EDQUOT) is the environment's fault, not the file's: it raises
+:class:`~ops.errors.ConfigError` naming the directory, what was written and what is free.
 
 Sinks: :meth:`ArchiveWriter.to_sink` writes the same bytes into a ``Sink`` (an object-store
 upload, an encrypting wrapper; see :mod:`ops.repository.base`) through a 1 MiB buffer; commit
@@ -18,10 +22,12 @@ and abort are the sink's, so the object has its name only once complete there to
 from __future__ import annotations
 
 import enum
+import errno
 import hashlib
 import io
 import os
 import secrets
+import shutil
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,7 +35,7 @@ from types import TracebackType
 from typing import Any, BinaryIO, Protocol
 
 from .._version import __version__
-from ..errors import ArchiveError
+from ..errors import ArchiveError, ConfigError
 from .format import (
     COMPRESSION,
     DEFAULT_CHUNK_SIZE,
@@ -124,7 +130,7 @@ class ArchiveWriter:
         assert final_path is not None
         self.final_path = Path(final_path)
         directory = self.final_path.parent
-        self.partial_path = directory / (f".{self.final_path.name}.partial-{secrets.token_hex(8)}")
+        self.partial_path = directory / partial_name(self.final_path.name)
         if self.final_path.exists():
             raise ArchiveError(
                 f"Backup file {self.final_path} already exists; refusing to overwrite it."
@@ -136,6 +142,8 @@ class ArchiveWriter:
                 0o600,
             )
         except OSError as exc:
+            if exc.errno in _DISK_FULL:
+                raise self._disk_full(exc) from exc
             raise ArchiveError(
                 f"Cannot create a backup file in {directory}: {exc.strerror or exc}."
             ) from exc
@@ -260,6 +268,8 @@ class ArchiveWriter:
                         f"Backup file {self.final_path} already exists; refusing to overwrite it."
                     ) from exc
                 except OSError as exc:
+                    if exc.errno in _DISK_FULL:
+                        raise self._disk_full(exc) from exc
                     raise ArchiveError(
                         f"Could not finish backup file {self.final_path}: {exc.strerror or exc}."
                     ) from exc
@@ -311,6 +321,8 @@ class ArchiveWriter:
         except OSError as exc:
             # Keep the file consistent for nobody: later appends from other threads must fail too.
             self._state = _State.FAILED
+            if exc.errno in _DISK_FULL:
+                raise self._disk_full(exc) from exc
             raise ArchiveError(
                 f"Could not write backup file {self.partial_path}: {exc.strerror or exc}."
             ) from exc
@@ -318,6 +330,29 @@ class ArchiveWriter:
             self._state = _State.FAILED  # a sink's own error (RepositoryError) passes through
             raise
         self._offset += len(data)
+
+    def _disk_full(self, exc: OSError) -> ConfigError:
+        """One sentence for a full disk (or quota): where, how much, and that nothing changed."""
+        written = self._offset
+        if self._sink_raw is not None:
+            where = f"the storage receiving {self.final_path.name}"
+            free = ""
+        else:
+            directory = self.partial_path.parent
+            where = f"the disk holding {directory}"
+            try:
+                # What reached the disk, which includes the part of the write that failed.
+                written = max(written, os.fstat(self._file.fileno()).st_size)
+                free = f", {_size(shutil.disk_usage(directory).free)} free"
+            except (OSError, ValueError):
+                free = ""
+        what = "full" if exc.errno == errno.ENOSPC else "over its quota"
+        return ConfigError(
+            f"Backup stopped: {where} is {what} ({exc.strerror or exc}) after "
+            f"{_size(written)} of the backup were written{free}; the database was not "
+            "changed and the partial file was removed. Free space there or write the backup "
+            "to another directory."
+        )
 
     def _check_open_locked(self) -> None:
         if self._state is not _State.OPEN:
@@ -401,6 +436,25 @@ class MemberWriter:
         frame = self._compressor.compress(raw)  # outside the lock: this is the parallel part
         offset = self._archive._append(REC_CHUNK, self.member_id, frame)
         self._chunks.append((offset, len(frame)))
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def partial_name(final_name: str) -> str:
+    """``.NAME.partial-PID-RANDOM``: hidden, unpredictable, and owned by this process's pid."""
+    return f".{final_name}.partial-{os.getpid()}-{secrets.token_hex(8)}"
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    value, unit = n / 1024, "KiB"
+    for bigger in ("MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f} {unit}"
 
 
 def _link_no_clobber(partial: Path, final: Path) -> None:

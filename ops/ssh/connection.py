@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,11 @@ from pathlib import Path
 import paramiko
 
 from ..errors import HostKeyError, RemoteError
+
+# paramiko logs a transport thread's failure (e.g. no SSH banner) with its traceback; with no
+# handler configured, Python prints that to stderr. The error reaches the operator as one
+# RemoteError sentence instead.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 DEFAULT_USER_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
 DEFAULT_GLOBAL_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
@@ -124,9 +130,22 @@ def build_connection(target: RemoteTarget) -> object:
     config = (
         Config(runtime_ssh_path=str(target.ssh_config)) if target.ssh_config else Config()
     )
-    conn = Connection(target.host, config=config, connect_timeout=target.connect_timeout)
+    conn = Connection(target.host, config=config)
+    for hop in _chain(conn):
+        _tie_timeouts(hop, target.connect_timeout)
     _harden(conn, target)
     return conn
+
+
+def _tie_timeouts(conn: object, default: int) -> None:
+    """ssh_config's ``ConnectTimeout`` (else ``default``) bounds the TCP connect *and* the wait
+    for the server's SSH banner, so a port that accepts but stays silent fails as fast as one
+    that does not answer (paramiko's own banner wait is 15 s whatever the connect timeout)."""
+    timeout = getattr(conn, "connect_timeout", None) or default
+    conn.connect_timeout = timeout  # type: ignore[attr-defined]
+    kwargs = dict(getattr(conn, "connect_kwargs", None) or {})
+    kwargs.setdefault("banner_timeout", timeout)
+    conn.connect_kwargs = kwargs  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
@@ -153,13 +172,30 @@ def connect(target: RemoteTarget) -> Iterator[object]:
                 f"SSH login to {where} was refused ({exc}).",
                 hint="Check the user, IdentityFile and ssh-agent for this host in your ssh_config.",
             ) from exc
-        except (OSError, paramiko.SSHException) as exc:
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            if _not_ssh(exc):
+                raise RemoteError(
+                    f"{where} did not answer as an SSH server (it accepted the connection but "
+                    f"sent no SSH greeting within {conn.connect_timeout} s).",  # type: ignore[attr-defined]
+                    hint="Check HOST and the port (ssh_config Port) point at the server's sshd.",
+                ) from exc
             raise RemoteError(f"Cannot connect to {where} by SSH: {exc}.") from exc
         yield conn
     finally:
         for hop in _chain(conn):
             with contextlib.suppress(Exception):
                 hop.close()  # type: ignore[attr-defined]
+
+
+def _not_ssh(exc: BaseException) -> bool:
+    """paramiko's ways of saying the peer never spoke SSH: no banner (timeout or EOF), a
+    non-SSH banner, or a transport that died before a session existed."""
+    if isinstance(exc, EOFError):
+        return True
+    text = str(exc)
+    return isinstance(exc, paramiko.SSHException) and (
+        "protocol banner" in text or "No existing session" in text or "Indecipherable" in text
+    )
 
 
 def describe(conn: object) -> str:

@@ -12,16 +12,22 @@ complete; the agent re-verifies it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
 import secrets
+import shutil
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import paramiko
+
 from ..engine.results import Progress
-from ..errors import ArchiveError, RemoteError
+from ..errors import ArchiveError, ConfigError, OpsError, RemoteError
 
 CHUNK = 1 << 20
 _PARTIAL_RE = re.compile(r"^\..+\.partial-(\d+)-[0-9a-f]+$")
@@ -122,17 +128,28 @@ def pull(
     if final.exists():
         raise RemoteError(f"{final} already exists; not overwriting it.")
     sftp = conn.sftp()
+    size = done = 0
     try:
         size = sftp.stat(remote_path).st_size or 0
         digest = hashlib.sha256()
         with _incoming(dest_dir, name) as inc, sftp.open(remote_path, "rb") as remote:
             remote.prefetch(size)
-            done = 0
             while True:
                 block = remote.read(CHUNK)
                 if not block:
                     break
-                _write_all(inc.fd, block)
+                try:
+                    _write_all(inc.fd, block)
+                except OSError as exc:
+                    if exc.errno in _DISK_FULL:
+                        raise ConfigError(
+                            f"The disk holding {dest_dir} is full ({exc.strerror}) after "
+                            f"{done} of {size} bytes of {name} were pulled, "
+                            f"{_free(dest_dir)} bytes free; the database was not changed and "
+                            "no partial file was kept. Free space there or choose another "
+                            "BACKUP_DIR."
+                        ) from exc
+                    raise
                 digest.update(block)
                 done += len(block)
                 emit(Progress("transfer", done=done, total=size, item=name))
@@ -147,8 +164,14 @@ def pull(
             except ArchiveError as exc:
                 raise ArchiveError(f"The pulled backup {name} failed verification: {exc}") from exc
             inc.commit(final)
-    except OSError as exc:
-        raise RemoteError(f"Pulling {name} from the server failed: {exc}") from exc
+    except _LOST as exc:
+        if isinstance(exc, OSError) and not _is_connection_error(exc):
+            raise RemoteError(f"Pulling {name} from the server failed: {exc}") from exc
+        raise RemoteError(
+            f"The SSH connection to the server was lost while pulling {name} ({done} of {size} "
+            "bytes); no partial file was kept and the database was not changed. Run the backup "
+            "again."
+        ) from exc
     return final
 
 
@@ -173,21 +196,74 @@ def push(
     final = str(PurePosixPath(remote_dir) / name)
     size = local_path.stat().st_size
     sftp = conn.sftp()
+    done = 0
     try:
         with local_path.open("rb") as src, sftp.open(partial, "wb") as dst:
             dst.chmod(0o600)
             dst.set_pipelined(True)
-            done = 0
             for block in iter(lambda: src.read(CHUNK), b""):
                 dst.write(block)
                 done += len(block)
                 emit(Progress("transfer", done=done, total=size, item=name))
         sftp.posix_rename(partial, final)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            sftp.remove(partial)
-        raise RemoteError(f"Uploading {name} to the server failed: {exc}") from exc
+    except _LOST as exc:
+        with contextlib.suppress(Exception):
+            sftp.remove(partial)  # frees the space a full disk needs back at once
+        raise _upload_failed(name, remote_dir, done, size, exc) from exc
     return name
+
+
+def _upload_failed(name: str, remote_dir: str, done: int, size: int,
+                   exc: BaseException) -> OpsError:
+    if not isinstance(exc, OSError) or _is_connection_error(exc):
+        return RemoteError(
+            f"The SSH connection to the server was lost while uploading {name} ({done} of "
+            f"{size} bytes); nothing was restored. Run the restore again."
+        )
+    # OpenSSH's sftp-server reports ENOSPC/EDQUOT as a bare SSH_FX_FAILURE ("Failure"): the
+    # protocol (v3) has no disk-full code, so a failure while writing is most likely that.
+    if exc.errno in _DISK_FULL or str(exc).strip() == "Failure":
+        return ConfigError(
+            f"Uploading {name} to {remote_dir} on the server failed after {done} of {size} "
+            f"bytes (SFTP: {exc.strerror or exc}): the server's disk may be full; nothing was "
+            "restored. Free space there or set OPS_DIR to a directory on a larger disk."
+        )
+    return RemoteError(
+        f"Uploading {name} to {remote_dir} on the server failed after {done} of {size} bytes: "
+        f"{exc.strerror or exc}; nothing was restored."
+    )
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_LOST = (OSError, EOFError, paramiko.SSHException)
+
+
+def _is_connection_error(exc: OSError) -> bool:
+    """A dropped transport (socket errors, paramiko's closed-channel ``OSError("Socket is
+    closed")``), as opposed to an error the SFTP server answered with."""
+    return isinstance(exc, (ConnectionError, socket.timeout)) or "closed" in str(exc).lower()
+
+
+def _quiet_prefetch_thread(args: threading.ExceptHookArgs) -> None:
+    """paramiko's prefetch thread dies with a lost connection and Python would print its
+    traceback; ``pull`` reports that loss as one sentence, so only that thread's connection
+    errors are dropped here. Everything else goes to the previous hook."""
+    thread = args.thread
+    if (thread is not None and thread.name.endswith("(_prefetch_thread)")
+            and issubclass(args.exc_type, _LOST)):
+        return
+    _previous_excepthook(args)
+
+
+_previous_excepthook = threading.excepthook
+threading.excepthook = _quiet_prefetch_thread
+
+
+def _free(directory: Path) -> int:
+    try:
+        return shutil.disk_usage(directory).free
+    except OSError:
+        return 0
 
 
 def sha256_file(path: Path) -> str:
