@@ -40,6 +40,7 @@ def _render_status(st: manager.SandboxStatus) -> str:
         f"  env file:  {s.env_file} (DATABASE_URL, 0600, owned by {s.login_user})",
         f"  use:       make db-backup-ops HOST={s.ssh_alias} "
         f"SSH_CONFIG={shlex.quote(s.ssh_config)} ENV_FILE={shlex.quote(s.env_file)}",
+        *(f"  resumed:   {note}; the data was kept" for note in st.resumed),
     ])
 
 
@@ -51,7 +52,8 @@ def sandbox() -> None:
 @sandbox.command()
 @_dir_option
 @click.option("--login-user", envvar="MMOPS_SANDBOX_USER", show_envvar=True, default=None,
-              help="SSH login user to create (as root) [default: mmops-sandbox].")
+              help="SSH login user to create (as root) [default: mmops-sandbox-<hash of the "
+              "state dir>, one per checkout].")
 @click.option("--users", default=20, show_default=True, help="Sample users to seed.")
 @click.option("--documents", default=200, show_default=True, help="Sample documents to seed.")
 @_json_option

@@ -11,6 +11,10 @@
 As root the state dir is 0710 ``root:postgres`` instead of 0700: the ``postgres`` OS user must be
 able to pass through it to reach its cluster, but not list it. ``stop()`` ends both servers by pid
 and removes the state dir (and the login user when the sandbox created it).
+
+Per checkout: as root the login user is ``mmops-sandbox-<hash of the state dir>``, so two
+checkouts each get their own user, SSH access and env file, and stopping one leaves the other.
+A sandbox whose servers stopped is restarted on its data by ``start()``, never recreated.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import shutil
 import stat
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -61,11 +65,17 @@ def default_state_dir() -> Path:
     return Path(os.environ.get("MMOPS_SANDBOX_DIR") or ".state/sandbox").absolute()
 
 
-def default_login_user() -> str | None:
-    """``$MMOPS_SANDBOX_USER`` or ``mmops-sandbox`` as root; None (yourself) otherwise."""
+def default_login_user(state_dir: Path | None = None) -> str | None:
+    """As root: ``$MMOPS_SANDBOX_USER``, else ``mmops-sandbox-<hash of the state dir>``, so two
+    checkouts (two state dirs) never share, take over or delete each other's login user. None
+    (yourself) otherwise."""
     if os.geteuid() != 0:
         return None
-    return os.environ.get("MMOPS_SANDBOX_USER") or DEFAULT_LOGIN_USER
+    explicit = os.environ.get("MMOPS_SANDBOX_USER")
+    if explicit:
+        return explicit
+    sdir = str((state_dir or default_state_dir()).absolute())
+    return f"{DEFAULT_LOGIN_USER}-{hashlib.sha256(sdir.encode()).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,7 @@ class SandboxStatus:
     postgres_running: bool
     sshd_running: bool
     already_running: bool = False
+    resumed: tuple[str, ...] = ()  # what start() brought back up on the existing data
 
     @property
     def running(self) -> bool:
@@ -134,6 +145,7 @@ class SandboxStatus:
             "postgres_running": self.postgres_running,
             "sshd_running": self.sshd_running,
             "already_running": self.already_running,
+            "resumed": list(self.resumed),
             "state": asdict(self.state) if self.state else None,
             "database_url": self.state.database_url_redacted if self.state else None,
         }
@@ -269,17 +281,21 @@ def start(
     users: int = 20,
     documents: int = 200,
 ) -> SandboxStatus:
-    """Start the sandbox (idempotent: when it already runs, just report it)."""
+    """Start the sandbox (idempotent: when it already runs, just report it).
+
+    A sandbox whose PostgreSQL or sshd stopped (a reboot, a restart) is brought back up on its
+    existing data, never wiped: what cannot be restarted is reported with what to run.
+    """
     sdir = (state_dir or default_state_dir()).absolute()
     current = status(sdir)
     if current.running:
         return SandboxStatus(sdir, current.state, True, True, already_running=True)
     if current.state is not None:
-        stop(sdir)  # half-dead leftovers of an earlier run: clear them, then start afresh
+        return _resume(sdir, current)
     _prepare_state_dir(sdir)
 
     pg = PostgresServer(base_dir=_postgres_base_dir(sdir), bindir=find_bindir("any"))
-    ssh = SshServer(sdir / "sshd", login_user=login_user or default_login_user())
+    ssh = SshServer(sdir / "sshd", login_user=login_user or default_login_user(sdir))
     try:
         pg.start()
         password = secrets.token_hex(24)
@@ -340,6 +356,74 @@ def start(
         shutil.rmtree(sdir, ignore_errors=True)
         raise
     return SandboxStatus(sdir, state, True, True)
+
+
+def _running_postmaster(state: SandboxState) -> int | None:
+    """The pid of a PostgreSQL running on the sandbox's data dir (after a restart: a new pid)."""
+    try:
+        text = (Path(state.postgres_dir) / "data" / "postmaster.pid").read_text()
+        pid = int(text.splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if pid_alive(pid) and state.postgres_dir in " ".join(_read_cmdline(pid)):
+        return pid
+    return None
+
+
+def _first_reason(log_text: str) -> str:
+    """The line of a server's log tail that says why it failed, without the log prefix."""
+    lines = [line.strip() for line in log_text.splitlines() if line.strip()]
+    for word in ("could not bind", "FATAL:", "could not", "ERROR:"):
+        for line in lines:
+            if word in line:
+                reason = line.split("FATAL:", 1)[-1].split("LOG:", 1)[-1].strip()
+                return reason.rstrip(".")
+    return (lines[-1] if lines else "no reason given").rstrip(".")
+
+
+def _resume(sdir: Path, current: SandboxStatus) -> SandboxStatus:
+    """Bring a stopped PostgreSQL / sshd back up on the existing state; never recreate."""
+    state = current.state
+    assert state is not None
+    notes: list[str] = []
+    keep = (f"Its data is kept; fix that and run `make sandbox` again, or delete the sandbox "
+            f"and its data with `make sandbox-stop` (MMOPS_SANDBOX_DIR={sdir}).")
+    if not current.postgres_running:
+        pg = _postgres_of(state)
+        pid = _running_postmaster(state)
+        if pid is not None:
+            notes.append(f"PostgreSQL had been restarted (now pid {pid})")
+        elif not pg.datadir.is_dir():
+            raise ConfigError(
+                f"The sandbox in {sdir} has lost its PostgreSQL data dir {pg.datadir}; nothing "
+                "was changed. Run `make sandbox-stop` to clear what is left, then `make sandbox` "
+                "for a new one."
+            )
+        else:
+            try:
+                pg.start()
+                pid = _postmaster_pid(pg)
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"The sandbox's PostgreSQL in {pg.datadir} was stopped and did not start "
+                    f"again on port {state.postgres_port} ({_first_reason(exc.message)}). {keep}"
+                ) from exc
+            notes.append(f"restarted PostgreSQL on its existing data (pid {pid})")
+        state = replace(state, postgres_pid=pid)
+    if not current.sshd_running:
+        ssh = _sshd_of(state)
+        try:
+            ssh.start()
+        except ConfigError as exc:
+            raise ConfigError(f"The sandbox's sshd was stopped and did not start again "
+                              f"({_first_reason(exc.message)}). {keep}") from exc
+        ssh.detach()
+        pid = ssh.pid
+        assert pid is not None
+        state = replace(state, sshd_pid=pid, ssh_port=ssh.port)
+        notes.append(f"restarted sshd (pid {pid}, port {ssh.port})")
+    write_private(sdir / STATE_FILE, state.to_json())
+    return SandboxStatus(sdir, state, True, True, resumed=tuple(notes))
 
 
 def stop(state_dir: Path | None = None) -> StopResult:

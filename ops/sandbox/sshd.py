@@ -39,6 +39,7 @@ INSTALL_HINT = "apt-get install -y openssh-server"
 DEFAULT_LOGIN_USER = "mmops-sandbox"
 DEFAULT_ALIAS = "mmops-sandbox"
 USER_COMMENT = "markdown-manager-ops sandbox"  # marks accounts the sandbox created
+OWNER_FILE = ".mmops-sandbox-owner"  # in the login user's home: the state dir that uses it
 
 
 def write_private(path: Path, text: str, mode: int = 0o600) -> None:
@@ -236,9 +237,11 @@ class SshServer:
             if pid is not None:
                 terminate_pid(pid, must_contain=str(self.sshd_config))
         self.pid_file.unlink(missing_ok=True)
-        if self.created_user and self.privileged:
+        if not self.privileged or not self._owns_login_user():
+            return  # another sandbox uses this account now: its access stays as it is
+        if self.created_user:
             self._remove_login_user()
-        elif self.privileged:
+        else:
             self._remove_authorized_key()
 
     def destroy(self) -> None:
@@ -271,6 +274,16 @@ class SshServer:
                     f"User {self.user!r} already exists and was not created by the sandbox.",
                     hint="Choose another login user (MMOPS_SANDBOX_USER).",
                 )
+            # Nor one another live sandbox (another checkout) logs in as: taking it over would
+            # replace that sandbox's key and env file, and stopping ours would delete its user.
+            owner = self._recorded_owner()
+            if owner is not None and owner != self.state_dir and owner.is_dir():
+                raise ConfigError(
+                    f"User {self.user!r} is the login user of another sandbox ({owner}); "
+                    "refusing to take it over.",
+                    hint="Choose another login user (MMOPS_SANDBOX_USER), or stop that sandbox "
+                    "first.",
+                )
             self.created_user = True
         else:
             # useradd takes a lock on /etc/passwd; parallel test sessions may collide briefly.
@@ -300,6 +313,18 @@ class SshServer:
             home.mkdir(parents=True, mode=0o700)
         os.chown(home, pw.pw_uid, pw.pw_gid)
         os.chmod(home, 0o700)
+        write_private(home / OWNER_FILE, f"{self.state_dir}\n")  # root's, 0600
+
+    def _recorded_owner(self) -> Path | None:
+        try:
+            text = (self.home / OWNER_FILE).read_text().strip()
+        except (OSError, KeyError):
+            return None
+        return Path(text) if text else None
+
+    def _owns_login_user(self) -> bool:
+        owner = self._recorded_owner()
+        return owner is None or owner == self.state_dir
 
     def _remove_login_user(self) -> None:
         for args in (["userdel", "--remove", self.user],
