@@ -344,7 +344,7 @@ class ArchiveWriter:
                 # What reached the disk, which includes the part of the write that failed.
                 written = max(written, os.fstat(self._file.fileno()).st_size)
                 free = f", {_size(shutil.disk_usage(directory).free)} free"
-            except (OSError, ValueError):
+            except (OSError, ValueError, AttributeError):
                 free = ""
         what = "full" if exc.errno == errno.ENOSPC else "over its quota"
         return ConfigError(

@@ -9,9 +9,9 @@ import stat
 import pytest
 
 from ops.archive import ArchiveWriter, verify_archive
-from ops.errors import ArchiveError
+from ops.errors import ArchiveError, ConfigError
 
-PARTIAL = re.compile(r"\.db\.mmops\.partial-[0-9a-f]{16}")
+PARTIAL = re.compile(rf"\.db\.mmops\.partial-{os.getpid()}-[0-9a-f]{{16}}")
 
 
 def test_file_is_created_0600_even_with_a_permissive_umask(tmp_path):
@@ -97,21 +97,34 @@ def test_missing_destination_directory_is_an_archive_error(tmp_path):
         ArchiveWriter(tmp_path / "nope" / "db.mmops")
 
 
-def test_write_failure_becomes_an_archive_error_and_cleans_up(tmp_path):
+def _failing_writer(tmp_path, errno_, text):
     writer = ArchiveWriter(tmp_path / "db.mmops", chunk_size=16)
     real = writer._file
 
-    class Full:
-        """The real file, but the disk is full."""
+    class Failing:
+        """The real file, but every write fails with ``errno_``."""
 
         def write(self, data):
-            raise OSError(28, "No space left on device")
+            raise OSError(errno_, text)
 
         def close(self):
             real.close()
 
-    writer._file = Full()  # type: ignore[assignment]
-    with pytest.raises(ArchiveError, match="No space left on device"):
+    writer._file = Failing()  # type: ignore[assignment]
+    return writer
+
+
+def test_write_failure_becomes_an_archive_error_and_cleans_up(tmp_path):
+    writer = _failing_writer(tmp_path, 5, "Input/output error")
+    with pytest.raises(ArchiveError, match="Input/output error"):
+        with writer:
+            writer.add_member("m", "schema", b"x" * 64)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_is_a_config_error_naming_the_directory_and_cleans_up(tmp_path):
+    writer = _failing_writer(tmp_path, 28, "No space left on device")
+    with pytest.raises(ConfigError, match=f"the disk holding {re.escape(str(tmp_path))} is full"):
         with writer:
             writer.add_member("m", "schema", b"x" * 64)
     assert list(tmp_path.iterdir()) == []
