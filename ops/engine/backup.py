@@ -135,6 +135,8 @@ async def _dump(
         )
     chosen = _filter_schema_tables(schema, tables, exclude_tables)
     server_version = str(await leader.fetchval("SHOW server_version"))
+    # COPY writes timestamptz in the session's TimeZone: a test restore re-reads in the same one.
+    timezone = str(await leader.fetchval("SHOW TimeZone"))
     revision = await alembic_revision(leader, schema)
     total_bytes = sum(t.approx_bytes for t in chosen)
 
@@ -160,6 +162,7 @@ async def _dump(
             "tool_version": __version__,
             "created_at": created_at,
             "server_version": server_version,
+            "timezone": timezone,
             "database": url.database,
             "alembic_revision": revision,
             "schemas": list(schema.schemas),
