@@ -129,15 +129,36 @@ def export(file: Path, fmt: str, output: Path | None) -> None:
 # --- verify / inspect ----------------------------------------------------------------------
 
 @click.command()
-@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.argument("file", metavar="FILE")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout.")
-def verify(file: Path, as_json: bool) -> None:
-    """Re-check every checksum and the structure of a backup file."""
+@click.option("--restore-test", is_flag=True,
+              help="Also restore it into a throwaway PostgreSQL (or --scratch-url) and prove "
+              "every table's rows and data, the sequences and the alembic revision.")
+@click.option("--repo", envvar=["REPO", "MMOPS_REPO"],
+              help="With --restore-test: FILE is NAME or `latest` in this repository.")
+@click.option("--database", help="With --repo ... latest: the newest backup of this database.")
+@click.option("--identity", envvar="AGE_IDENTITY",
+              help="age identity file that opens .mmops.age backups.")
+@click.option("--scratch-url", envvar="SCRATCH_DATABASE_URL",
+              help="Restore into this database instead (it is DROPPED and recreated; prefer "
+              "the SCRATCH_DATABASE_URL variable: a URL here is visible in the process list).")
+def verify(file: str, as_json: bool, restore_test: bool, repo: str | None,
+           database: str | None, identity: str | None, scratch_url: str | None) -> None:
+    """Re-check every checksum and the structure of a backup file (with --restore-test: prove
+    it restores to identical data)."""
     from dataclasses import asdict
 
     from ..archive import verify_archive
 
-    report = verify_archive(file)
+    if restore_test:
+        from .restore_test import restore_test_command
+
+        restore_test_command(file, repo=repo, database=database, identity=identity,
+                             scratch_url=scratch_url, as_json=as_json)
+        return
+    if not Path(file).is_file():
+        raise click.BadParameter(f"{file!r} is not a file.", param_hint="FILE")
+    report = verify_archive(Path(file))
     if as_json:
         echo_json(asdict(report))
     else:
