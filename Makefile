@@ -108,3 +108,14 @@ BIND ?= 127.0.0.1:8080
 web: $(STAMP) sandbox
 	@test -n "$$MMOPS_WEB_PASSWORD_HASH" || { echo "make web needs the admin password's hash: export MMOPS_WEB_PASSWORD_HASH=\"\$$($(BIN)/mmops web hash-password)\" (asks for the password)" >&2; exit 3; }
 	$(BIN)/mmops web --bind $(BIND) $(if $(ROOT_PATH),--root-path $(ROOT_PATH)) --env-file "$$($(BIN)/mmops sandbox env --json | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["ENV_FILE"])')"
+
+# The backup repository (REPO=dir|s3://BUCKET/PREFIX|gs://BUCKET/PREFIX, default BACKUP_DIR):
+# list every backup; prune one database's backups with KEEP="daily=7 weekly=4 monthly=12"
+# (DATABASE=name, DRY_RUN=1 to see what would go and why).
+.PHONY: list-ops prune-ops
+list-ops: $(STAMP)
+	$(BIN)/mmops repo --repo "$(or $(REPO),$(BACKUP_DIR))" list $(if $(DATABASE),--database $(DATABASE))
+
+prune-ops: $(STAMP)
+	@test -n "$(KEEP)" -a -n "$(DATABASE)" || { echo 'usage: make prune-ops DATABASE=name KEEP="daily=7 weekly=4 monthly=12" [REPO=…] [DRY_RUN=1]' >&2; exit 2; }
+	$(BIN)/mmops repo --repo "$(or $(REPO),$(BACKUP_DIR))" prune --database $(DATABASE) $(if $(DRY_RUN),--dry-run)

@@ -156,9 +156,7 @@ def verify(file: str, as_json: bool, restore_test: bool, repo: str | None,
         restore_test_command(file, repo=repo, database=database, identity=identity,
                              scratch_url=scratch_url, as_json=as_json)
         return
-    if not Path(file).is_file():
-        raise click.BadParameter(f"{file!r} is not a file.", param_hint="FILE")
-    report = verify_archive(Path(file))
+    report = verify_archive(_archive_source(file))
     if as_json:
         echo_json(asdict(report))
     else:
@@ -166,14 +164,32 @@ def verify(file: str, as_json: bool, restore_test: bool, repo: str | None,
                    f"({human_size(report.stored_bytes)} stored), every checksum matches")
 
 
+def _archive_source(file: str) -> Any:
+    """A local path, or a repository object (``s3://…/NAME.mmops``, ``gs://…``) read by offset
+    — the whole object is never downloaded for inspect/verify."""
+    if file.lower().startswith(("s3://", "gs://")):
+        from ..errors import UsageError
+        from ..repository import open_repository
+
+        if file.endswith(".age"):
+            raise UsageError(f"{file} is age-encrypted; `mmops verify --restore-test --identity "
+                             "KEY` or a restore decrypts it.")
+        parent, _, name = file.rpartition("/")
+        return open_repository(parent).open(name)
+    if not Path(file).is_file():
+        raise click.BadParameter(f"{file!r} is not a file.", param_hint="FILE")
+    return Path(file)
+
+
 @click.command()
-@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.argument("file", metavar="FILE")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def inspect(file: Path, as_json: bool) -> None:
-    """Print a backup's manifest (fast: reads no table data)."""
+def inspect(file: str, as_json: bool) -> None:
+    """Print a backup's manifest (fast: reads no table data). FILE may be an s3:// or gs://
+    object URL."""
     from ..archive import read_manifest
 
-    manifest = read_manifest(file)
+    manifest = read_manifest(_archive_source(file))
     if as_json:
         echo_json(manifest)
         return

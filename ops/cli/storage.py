@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
+from ..repository.base import BackupName, Entry, Repository
 from .common import echo_json, human_size
 
 
@@ -39,37 +41,80 @@ def repo(ctx: click.Context, repo: str) -> None:
     ctx.obj = open_repository(repo)
 
 
+def _describe(store: Repository, entry: Entry, info: BackupName) -> dict[str, Any]:
+    """What a listing shows of one backup, from its clear-text sidecar (object stores), or its
+    manifest's O(1) read (a plain local file); never by downloading or decrypting it."""
+    from ..repository.local import LocalRepository
+    from ..steps.publish import read_meta
+
+    meta = read_meta(store, entry.name) or {}
+    if not meta and isinstance(store, LocalRepository) and not info.encrypted:
+        from ..archive import read_manifest
+        from ..errors import ArchiveError
+
+        try:
+            m = read_manifest(store.path_of(entry.name))
+            meta = {"alembic_revision": m.get("alembic_revision"),
+                    "kind": "tables" if m.get("partial") else "full"}
+        except ArchiveError:
+            meta = {"kind": "damaged"}
+    return {"name": entry.name, "size": entry.size, "database": info.database,
+            "created_at": info.created_at.isoformat(), "encrypted": info.encrypted,
+            "safety": info.safety, "kind": "safety" if info.safety else meta.get("kind", "?"),
+            "alembic_revision": meta.get("alembic_revision")}
+
+
 @repo.command("list")
 @click.option("--database", help="Only this database's backups.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def repo_list(store: object, database: str | None, as_json: bool) -> None:
-    """Every backup in the repository, oldest first, by each backup's own timestamp."""
-    from ..repository.base import Repository, backups
+    """Every backup in the repository, oldest first, by each backup's own timestamp: database,
+    UTC time, size, kind (full / tables / safety), alembic revision, encrypted."""
+    from ..repository.base import backups
 
     assert isinstance(store, Repository)
-    found = backups(store, database=database)
+    rows = [_describe(store, e, info) for e, info in backups(store, database=database)]
     if as_json:
-        echo_json({"repository": store.url, "backups": [
-            {"name": e.name, "size": e.size, "database": info.database,
-             "created_at": info.created_at.isoformat(), "encrypted": info.encrypted,
-             "safety": info.safety} for e, info in found]})
+        echo_json({"repository": store.url, "backups": rows})
         return
-    for e, info in found:
-        flags = ("age " if info.encrypted else "") + ("safety" if info.safety else "")
-        click.echo(f"{info.created_at:%Y-%m-%d %H:%M:%S}Z  {info.database:<24} "
-                   f"{human_size(e.size):>10}  {e.name}  {flags}".rstrip())
-    click.echo(f"{len(found)} backups in {store.url}", err=True)
+    for r in rows:
+        click.echo(f"{r['created_at'][:19].replace('T', ' ')}Z  {r['database']:<20} "
+                   f"{human_size(r['size']):>10}  {r['kind']:<6} "
+                   f"{r['alembic_revision'] or '-':<28} {'age ' if r['encrypted'] else ''}"
+                   f"{r['name']}")
+    click.echo(f"{len(rows)} backups in {store.url}", err=True)
 
 
 @repo.command("prune")
 @click.option("--database", required=True, help="The database whose backups to prune.")
-@click.option("--keep", envvar="KEEP", required=True,
+@click.option("--keep", envvar="KEEP",
               help='Retention rules, e.g. "daily=7 weekly=4 monthly=12".')
-@click.option("--dry-run", is_flag=True, help="Show what would go; delete nothing.")
+@click.option("--keep-last", type=click.IntRange(0), help="Keep the N newest.")
+@click.option("--keep-hourly", type=click.IntRange(0))
+@click.option("--keep-daily", type=click.IntRange(0))
+@click.option("--keep-weekly", type=click.IntRange(0))
+@click.option("--keep-monthly", type=click.IntRange(0))
+@click.option("--keep-yearly", type=click.IntRange(0))
+@click.option("--keep-within", help="Keep all within this of the newest (e.g. 2d, 12h, 1w).")
+@click.option("--dry-run", is_flag=True, help="Show what would go and why; delete nothing.")
 @click.pass_obj
-def repo_prune(store: object, database: str, keep: str, dry_run: bool) -> None:
-    """Apply retention to one database's backups (its newest is always kept)."""
+def repo_prune(
+    store: object, database: str, keep: str | None, keep_last: int | None,
+    keep_hourly: int | None, keep_daily: int | None, keep_weekly: int | None,
+    keep_monthly: int | None, keep_yearly: int | None, keep_within: str | None, dry_run: bool,
+) -> None:
+    """Apply retention to one database's backups (its newest is always kept; safety backups
+    and other databases are never touched)."""
+    flags = {"last": keep_last, "hourly": keep_hourly, "daily": keep_daily,
+             "weekly": keep_weekly, "monthly": keep_monthly, "yearly": keep_yearly,
+             "within": keep_within}
+    spec = " ".join([keep or ""] + [f"{k}={v}" for k, v in flags.items() if v is not None])
+    if not spec.strip():
+        from ..errors import UsageError
+
+        raise UsageError("Give retention rules: --keep \"daily=7 weekly=4\" or --keep-daily 7 …")
+    keep = spec.strip()
     from ..errors import OpsError
     from ..policy.keep_spec import parse_keep
     from ..policy.retention import plan_retention

@@ -58,6 +58,11 @@ def resolve_backup_file(
     path = Path(spec)
     if spec != "latest" and path.is_file():
         return _decrypted(path, workdir, identity) if spec.endswith(".age") else path
+    if spec.lower().startswith(("s3://", "gs://")):  # a full object URL
+        from ..repository import open_repository
+
+        parent, _, spec = spec.rpartition("/")
+        repo = open_repository(parent)
     if spec == "latest":
         safe = default_backup_name(database).rsplit("-", 1)[0]
         found = [e for e, _info in backups(repo, database=safe, safety=False)]

@@ -105,8 +105,15 @@ async def backup_and_publish(
                                    size_bytes=outcome.size_bytes, encrypted=False)
     else:
         try:
+            meta = {
+                "database": outcome.database, "created_at": outcome.created_at,
+                "server_version": outcome.server_version,
+                "alembic_revision": outcome.alembic_revision,
+                "kind": "tables" if request.tables or request.exclude_tables else "full",
+                "tables": len(outcome.tables), "rows": outcome.total_rows,
+            }
             published = await asyncio.to_thread(publish, path, repo, encrypt_to=pub.encrypt_to,
-                                                progress=progress)
+                                                progress=progress, meta=meta)
         except BaseException:
             if drop_local and not pub.keep_local:
                 path.unlink(missing_ok=True)  # no plain copy left behind by a failed upload

@@ -98,12 +98,54 @@ def open_target(request: PublishRequest, *, environ: Mapping[str, str] | None = 
     return open_repository(request.repo, environ=storage_environ(request, environ), **options)
 
 
+META_SUFFIX = ".meta.json"
+
+
+def meta_name(backup_name: str) -> str:
+    """The small clear-text object stored next to each backup for listing and retention."""
+    return backup_name + META_SUFFIX
+
+
+def write_meta(repo: Repository, backup_name: str, meta: dict[str, Any]) -> None:
+    """What ``repo list`` shows without downloading or decrypting the backup: database, time,
+    size, kind, alembic revision, encrypted, counts. No table names (they may be sensitive) and
+    never a URL or secret."""
+    import json
+
+    sink: Any = repo.create(meta_name(backup_name))
+    try:
+        sink.write(json.dumps(meta, sort_keys=True).encode())
+        sink.commit()
+    except BaseException:
+        sink.abort()
+        raise
+
+
+def read_meta(repo: Repository, backup_name: str) -> dict[str, Any] | None:
+    import json
+
+    from ..repository.base import iter_read
+
+    try:
+        source = repo.open(meta_name(backup_name))
+    except RepositoryError:
+        return None
+    try:
+        data = json.loads(b"".join(iter_read(source)))
+    except ValueError:
+        return None
+    finally:
+        source.close()
+    return data if isinstance(data, dict) else None
+
+
 def publish(
     path: Path, repo: Repository, *, encrypt_to: str | None = None,
-    progress: ProgressCallback | None = None,
+    progress: ProgressCallback | None = None, meta: dict[str, Any] | None = None,
 ) -> PublishOutcome:
     """Stream ``path`` into ``repo`` (age-encrypted to ``encrypt_to`` when given) under its own
-    name (+ ``.age``); the object appears only when complete, a failure leaves nothing."""
+    name (+ ``.age``); the object appears only when complete, a failure leaves nothing. Its
+    ``meta`` is stored beside it (``NAME.meta.json``) for listing without the identity."""
     emit = progress or (lambda _p: None)
     name = path.name + (".age" if encrypt_to else "")
     size = path.stat().st_size
@@ -128,6 +170,8 @@ def publish(
         sink.abort()
         raise
     stored = next((e.size for e in repo.list(name) if e.name == name), done)
+    if meta is not None:
+        write_meta(repo, name, {**meta, "size": stored, "encrypted": bool(encrypt_to)})
     return PublishOutcome(repository=repo.url, name=name, size_bytes=stored,
                           encrypted=bool(encrypt_to))
 
@@ -150,4 +194,6 @@ def prune(repo: Repository, database_name: str, keep: str) -> tuple[list[str], l
                 deleted.append(name)
             except RepositoryError as exc:
                 locked.append(exc.message)
+                continue
+            repo.delete(meta_name(name))
     return deleted, locked

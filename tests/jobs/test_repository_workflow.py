@@ -138,3 +138,39 @@ def test_a_repository_url_with_credentials_or_unknown_scheme_is_refused(app, tmp
     res = run("backup", "-o", str(tmp_path), "--encrypt-to", "age1notakey", url=app)
     assert res.returncode == 3 and "not a valid age" in res.stderr
     assert list(tmp_path.iterdir()) == []  # refused before any backup was taken
+
+
+def test_list_shows_kind_revision_and_encryption_without_the_identity_and_urls_work(
+    app, pg15, seaweed, s3_bucket, age_key, tmp_path: Path
+) -> None:
+    _key, recipient = age_key
+    env = seaweed.environ()
+    repo = f"s3://{s3_bucket}/x"
+    assert run("backup", "-o", str(tmp_path / "a"), "--repo", repo, url=app,
+               env=env).returncode == 0
+    res = run("backup", "-o", str(tmp_path / "b"), "--repo", repo, "--encrypt-to", recipient,
+              "-t", "users", url=app, env=env)
+    assert res.returncode == 0, res.stderr
+    rows = _list(env, repo)
+    assert [(r["kind"], r["encrypted"]) for r in rows] == [("full", False), ("tables", True)]
+    plain = rows[0]["name"]
+    # a full object URL works for inspect, verify (read by offset) and restore
+    url = f"{repo}/{plain}"
+    res = run("inspect", url, "--json", env=env)
+    assert res.returncode == 0 and json.loads(res.stdout)["database"] == app.database
+    assert run("verify", url, env=env).returncode == 0
+    pg15.psql("DELETE FROM users", app.database)
+    res = run("restore", url, "--yes", url=app, env=env)
+    assert res.returncode == 0, res.stderr
+    assert pg15.psql("SELECT count(*) FROM users", app.database).strip() == "50"
+    # prune with restic-style flags, dry run first: nothing goes, reasons are shown
+    res = run("repo", "--repo", repo, "prune", "--database", app.database, "--keep-last", "1",
+              "--dry-run", env=env)
+    assert res.returncode == 0 and "delete" in res.stdout and "newest of its database" in res.stdout
+    assert len(_list(env, repo)) == 2
+    res = run("repo", "--repo", repo, "prune", "--database", app.database, "--keep-last", "1",
+              env=env)
+    assert res.returncode == 0, res.stderr
+    left = seaweed.client().list_objects_v2(Bucket=s3_bucket, Prefix="x/")["Contents"]
+    assert sorted(o["Key"] for o in left) == sorted(
+        [f"x/{rows[1]['name']}", f"x/{rows[1]['name']}.meta.json"])  # sidecar pruned too
