@@ -8,6 +8,7 @@ import sys
 import click
 
 from .._version import __version__
+from .check import check
 from .common import OpsGroup
 from .engine import backup, export, inspect, restore, verify
 from .remote import remote
@@ -24,7 +25,7 @@ def main() -> None:
 
 
 for command in (backup, restore, verify, inspect, export, sandbox, remote, tunnel, web, key,
-                repo):
+                repo, check):
     main.add_command(command)
 
 
