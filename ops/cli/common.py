@@ -92,8 +92,17 @@ def restore_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def publish_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Where a backup goes besides BACKUP_DIR, the same in every mode (Make vars alike)."""
+    """Where a backup goes besides BACKUP_DIR, and how it treats the application's locks —
+    the same in every mode (Make vars alike)."""
     options = [
+        click.option("--yield-after", envvar="YIELD_AFTER", type=click.FloatRange(0),
+                     default=5.0, show_default=True,
+                     help="Seconds another session may wait behind the backup's table locks "
+                     "(e.g. a migration's ALTER TABLE) before the backup gives way and stops "
+                     "(exit 13, retry later); 0 = never."),
+        click.option("--backup-lock-timeout", "backup_lock_timeout", envvar="LOCK_TIMEOUT",
+                     type=click.FloatRange(0), default=30.0, show_default=True,
+                     help="Seconds the backup waits for a table lock someone else holds."),
         click.option("--repo", envvar=["REPO", "MMOPS_REPO"],
                      help="Repository: a directory, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX "
                      "(credentials from the AWS_* / GOOGLE_* environment) [default: "

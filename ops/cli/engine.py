@@ -70,7 +70,7 @@ def backup(
     database_url: str | None, env_file: Path | None, output: Path, jobs: int,
     tables: tuple[str, ...], exclude_tables: tuple[str, ...], level: int, as_json: bool,
     progress_json: bool, repo: str | None, encrypt_to: str | None, lock_days: int | None,
-    keep: str | None, keep_local: bool,
+    keep: str | None, keep_local: bool, yield_after: float, backup_lock_timeout: float,
 ) -> None:
     """Take a consistent backup of the database into one verified file (and store it in the
     repository, encrypted, with retention, when asked)."""
@@ -79,7 +79,8 @@ def backup(
     else:
         dest, name = output.parent, output.name
     request = BackupRequest(jobs=jobs, tables=split_patterns(tables),
-                            exclude_tables=split_patterns(exclude_tables), level=level,
+                            exclude_tables=split_patterns(exclude_tables), yield_after=yield_after,
+                            lock_timeout=backup_lock_timeout, level=level,
                             name=name,
                             publish=publish_request(repo, encrypt_to, lock_days, keep,
                                                     keep_local, default_repo=dest))

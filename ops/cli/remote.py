@@ -116,7 +116,7 @@ def backup_cmd(
     ctx: click.Context, backup_dir: Path, jobs: int, tables: tuple[str, ...],
     exclude_tables: tuple[str, ...], as_json: bool, progress_json: bool, repo: str | None,
     encrypt_to: str | None, lock_days: int | None, keep: str | None, keep_local: bool,
-    repo_env_file: str | None,
+    yield_after: float, backup_lock_timeout: float, repo_env_file: str | None,
 ) -> None:
     """Back up the server's database and pull the file into BACKUP_DIR (verified, 0600); with
     REPO, the server uploads it there directly (encrypted with ENCRYPT_TO)."""
@@ -124,7 +124,8 @@ def backup_cmd(
     from .common import split_patterns
 
     request = BackupRequest(jobs=jobs, tables=split_patterns(tables),
-                            exclude_tables=split_patterns(exclude_tables),
+                            exclude_tables=split_patterns(exclude_tables), yield_after=yield_after,
+                            lock_timeout=backup_lock_timeout,
                             publish=publish_request(repo, encrypt_to, lock_days, keep,
                                                     keep_local, default_repo=backup_dir,
                                                     repo_env_file=repo_env_file))

@@ -85,14 +85,16 @@ def backup_cmd(
     host: str | None, ssh_config: str | None, env_file: str | None, accept_new_host_key: bool,
     backup_dir: Path, jobs: int, tables: tuple[str, ...], exclude_tables: tuple[str, ...],
     as_json: bool, progress_json: bool, repo: str | None, encrypt_to: str | None,
-    lock_days: int | None, keep: str | None, keep_local: bool,
+    lock_days: int | None, keep: str | None, keep_local: bool, yield_after: float,
+    backup_lock_timeout: float,
 ) -> None:
     """Dump the server's database into BACKUP_DIR through an SSH tunnel, verified (and store
     it in REPO, encrypted with ENCRYPT_TO, when asked)."""
     from ..steps.results import BackupRequest
 
     request = BackupRequest(jobs=jobs, tables=split_patterns(tables),
-                            exclude_tables=split_patterns(exclude_tables),
+                            exclude_tables=split_patterns(exclude_tables), yield_after=yield_after,
+                            lock_timeout=backup_lock_timeout,
                             publish=publish_request(repo, encrypt_to, lock_days, keep,
                                                     keep_local, default_repo=backup_dir))
     opener = _opener(host, ssh_config, env_file, accept_new_host_key, backup_dir / "safety")

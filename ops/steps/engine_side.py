@@ -56,6 +56,7 @@ async def backup_into(
     result = await backup(
         url, target, jobs=request.jobs, tables=request.tables or None,
         exclude_tables=request.exclude_tables or None, progress=progress, level=request.level,
+        yield_after=request.yield_after or None, lock_timeout=request.lock_timeout,
     )
     path = Path(result.path)
     try:

@@ -18,6 +18,8 @@ class BackupRequest:
     level: int = 3
     name: str | None = None  # the file's name; default <db>-<UTC timestamp>.mmops
     publish: PublishRequest | None = None  # a repository other than the local backup dir
+    yield_after: float = 5.0  # give way to sessions queued behind our locks (0: never)
+    lock_timeout: float = 30.0  # how long the backup waits for a lock someone else holds
 
     def to_dict(self, *, secrets: bool = False) -> dict[str, Any]:
         d = asdict(self)
@@ -30,7 +32,9 @@ class BackupRequest:
         return cls(jobs=int(d.get("jobs", 2)), tables=list(d.get("tables") or []),
                    exclude_tables=list(d.get("exclude_tables") or []),
                    level=int(d.get("level", 3)), name=d.get("name"),
-                   publish=PublishRequest.from_dict(pub) if pub else None)
+                   publish=PublishRequest.from_dict(pub) if pub else None,
+                   yield_after=float(d.get("yield_after", 5.0)),
+                   lock_timeout=float(d.get("lock_timeout", 30.0)))
 
 
 @dataclass(frozen=True)
