@@ -281,8 +281,14 @@ class StderrWatch:
 
 
 def finish(remote: Remote, proc: subprocess.Popen[str], watch: StderrWatch) -> tuple[int, str]:
-    out, _ = proc.communicate(timeout=300)
+    # Not communicate(): it would read stderr too and take lines from under the watcher.
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    proc.wait(timeout=300)
     text = watch.text()
+    proc.stdout.close()
+    if proc.stderr is not None:
+        proc.stderr.close()
     remote.outputs.append(text + out)
     assert remote.password not in text + out
     return proc.returncode, text
