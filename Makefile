@@ -119,3 +119,19 @@ list-ops: $(STAMP)
 prune-ops: $(STAMP)
 	@test -n "$(KEEP)" -a -n "$(DATABASE)" || { echo 'usage: make prune-ops DATABASE=name KEEP="daily=7 weekly=4 monthly=12" [REPO=…] [DRY_RUN=1]' >&2; exit 2; }
 	$(BIN)/mmops repo --repo "$(or $(REPO),$(BACKUP_DIR))" prune --database $(DATABASE) $(if $(DRY_RUN),--dry-run)
+
+# Scheduled backups on the server, through the agent (mmops schedule ...): a hardened systemd
+# timer (system units with sudo -n, else user units) or, without a running systemd, a crontab
+# entry for the login user. REPO is the server's view: an absolute dir, s3:// or gs://.
+.PHONY: schedule-ops unschedule-ops schedule-status
+export CALENDAR RANDOMIZED_DELAY STALL SCHEDULER
+
+schedule-ops: $(REMOTE_NEEDS)
+	@test -n "$(REPO)" || { echo "usage: make schedule-ops REPO=/srv/backups|s3://BUCKET/PREFIX [ENCRYPT_TO=age1...] [CALENDAR='*-*-* 02:00:00 UTC'] [KEEP='daily=7 weekly=4 monthly=12'] [STALL=10]" >&2; exit 2; }
+	$(BIN)/mmops schedule install
+
+unschedule-ops: $(REMOTE_NEEDS)
+	$(BIN)/mmops schedule remove
+
+schedule-status: $(REMOTE_NEEDS)
+	$(BIN)/mmops schedule status

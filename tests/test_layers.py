@@ -15,7 +15,7 @@ LEVELS = {
     "jobs": 8,
     "transport": 7,
     "ssh": 6, "provision": 6, "agent": 6, "config": 6,
-    "steps": 5, "sandbox": 5,
+    "steps": 5, "sandbox": 5, "schedule": 5,
     "policy": 4,
     "repository": 3, "crypto": 3, "interop": 3,
     "engine": 2,
@@ -30,6 +30,7 @@ FORBIDDEN_LIBS = {
     "agent": {"click", "fabric", "invoke", "paramiko", "rich"},
     "steps": {"click", "fabric", "invoke", "paramiko", "rich"},
     "policy": {"click", "fabric", "invoke", "paramiko", "rich", "asyncpg"},
+    "schedule": {"click", "fabric", "invoke", "paramiko", "rich"},
 }
 
 

@@ -14,6 +14,7 @@ from .._version import __version__
 from ..errors import OpsError, RemoteError, UsageError
 from .envfile import read_database_url, read_env_text
 from .protocol import Emitter, Inbox
+from .schedule import SCHEDULE_COMMANDS
 from .workspace import ops_subdir, private_tmpdir, stale_tmpdirs
 
 Handler = Callable[[argparse.Namespace, Emitter, Inbox], dict[str, Any]]
@@ -178,4 +179,5 @@ COMMANDS: dict[str, Handler] = {
     "backup": cmd_backup,
     "restore": cmd_restore,
     "cleanup": cmd_cleanup,
+    **SCHEDULE_COMMANDS,
 }

@@ -13,6 +13,7 @@ from .common import OpsGroup
 from .engine import backup, export, inspect, restore, verify
 from .remote import remote
 from .sandbox import sandbox
+from .schedule import schedule
 from .storage import key, repo
 from .tunnel import tunnel
 from .web import web
@@ -25,7 +26,7 @@ def main() -> None:
 
 
 for command in (backup, restore, verify, inspect, export, sandbox, remote, tunnel, web, key,
-                repo, check):
+                repo, check, schedule):
     main.add_command(command)
 
 

@@ -1,0 +1,176 @@
+"""``mmops schedule install|remove|status`` (make schedule-ops | unschedule-ops |
+schedule-status): scheduled backups on the server, installed through the agent.
+
+Parse → open the agent (one strict SSH connection, agent brought up to date) → one agent
+command → render. Storage keys travel on the agent's stdin and land in a 0600 file on the
+server; they are never on a command line, in a unit file or a crontab, nor printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+from ..errors import UsageError
+from .common import echo_json, notice
+
+
+def _remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--host", envvar="HOST", help="user@host[:port] or ssh_config alias "
+                     "(default: the local sandbox)."),
+        click.option("--ssh-config", envvar="SSH_CONFIG", help="ssh_config file."),
+        click.option("--env-file", envvar="ENV_FILE", help="Server-side dotenv file with "
+                     "DATABASE_URL [/etc/markdown-manager.env]."),
+        click.option("--ops-dir", envvar="OPS_DIR", help="Agent dir on the server "
+                     "[~/markdown-manager-ops]."),
+        click.option("--python", "python", envvar="REMOTE_PYTHON",
+                     help="The server's python to build the venv with [python3]."),
+        click.option("--accept-new-host-key", is_flag=True, envvar="ACCEPT_NEW_HOST_KEY",
+                     help="Accept and save an unknown host key (never a changed one)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@contextlib.contextmanager
+def _agent(o: dict[str, Any]) -> Iterator[Any]:
+    from ..config import resolve_settings
+    from ..transport.agent import open_agent
+
+    settings = resolve_settings(
+        host=o["host"] or None, ssh_config=o["ssh_config"] or None,
+        env_file=o["env_file"] or None, ops_dir=o["ops_dir"] or None,
+        python=o["python"] or None, accept_new_host_key=o["accept_new_host_key"], notice=notice)
+    with open_agent(settings, notice=notice) as transport:
+        yield transport
+
+
+def _call(transport: Any, command: str, **message: Any) -> dict[str, Any]:
+    from ..ssh.agent_channel import AgentSession, agent_argv
+
+    argv = agent_argv(transport.settings.ops_dir, command, "--host", transport.label)
+    with AgentSession(transport.conn, argv) as s:
+        if message:
+            s.send(cmd="request", **message)
+        s.end_input()
+        return s.expect("result", timeout=300)
+
+
+@click.group("schedule")
+def schedule() -> None:
+    """Scheduled backups on the server: systemd timer (or cron), lock, stall timeout, status."""
+
+
+@schedule.command("install")
+@_remote_options
+@click.option("--repo", envvar=["REPO", "MMOPS_REPO"], required=True,
+              help="Where the server stores the backups: an absolute directory on the server, "
+              "s3://BUCKET/PREFIX or gs://BUCKET/PREFIX.")
+@click.option("--encrypt-to", envvar="ENCRYPT_TO", help="age recipient(s) (public keys).")
+@click.option("--keep", envvar="KEEP", help='Retention, e.g. "daily=7 weekly=4 monthly=12".')
+@click.option("--lock-days", envvar="LOCK_DAYS", type=click.IntRange(1, 36500),
+              help="S3 Object Lock retention for each upload.")
+@click.option("--calendar", envvar="CALENDAR", default="*-*-* 02:00:00 UTC", show_default=True,
+              help="systemd OnCalendar (cron: '[Dow ]*-*-* HH:MM[:SS] [UTC]').")
+@click.option("--randomized-delay", envvar="RANDOMIZED_DELAY", default="15min",
+              show_default=True, help="systemd RandomizedDelaySec of the timer.")
+@click.option("--stall", envvar="STALL", type=click.FloatRange(min=0.1), default=10,
+              show_default=True, help="Abort a run after this many minutes without progress.")
+@click.option("--repo-env-file", envvar="REPO_ENV_FILE",
+              help="Server-side dotenv file with storage settings [ENV_FILE].")
+@click.option("--scheduler", envvar="SCHEDULER", default="auto", show_default=True,
+              type=click.Choice(["auto", "systemd-system", "systemd-user", "cron"]))
+@click.option("--json", "as_json", is_flag=True)
+def install_cmd(repo: str, encrypt_to: str | None, keep: str | None, lock_days: int | None,
+                calendar: str, randomized_delay: str, stall: float, repo_env_file: str | None,
+                scheduler: str, as_json: bool, **remote: Any) -> None:
+    """Install the scheduled backup on the server (replaces a previous one)."""
+    from ..schedule.spec import ScheduleRequest
+    from ..steps.publish import STORAGE_ENV
+    from .common import _check_repository_spec
+
+    if "://" in repo:
+        _check_repository_spec(repo)
+    elif not repo.startswith("/"):
+        raise UsageError(f"REPO={repo!r}: a scheduled backup needs an absolute directory on the "
+                         "server, or s3://BUCKET/PREFIX or gs://BUCKET/PREFIX.")
+    if keep:
+        from ..policy.keep_spec import parse_keep
+
+        parse_keep(keep)
+    if encrypt_to:
+        from ..crypto.age import parse_recipients
+
+        parse_recipients(encrypt_to)
+    storage_env = {k: os.environ[k] for k in STORAGE_ENV if os.environ.get(k)}
+    with _agent(remote) as transport:
+        request = ScheduleRequest(
+            repo=repo, encrypt_to=encrypt_to or None, keep=keep or None, lock_days=lock_days,
+            calendar=calendar, randomized_delay=randomized_delay, stall_minutes=stall,
+            env_file=transport.settings.env_file, repo_env_file=repo_env_file or None,
+            host=transport.label, scheduler=scheduler)
+        result = _call(transport, "schedule-install", request=request.to_dict(),
+                       storage_env=storage_env)
+    if as_json:
+        echo_json(result)
+        return
+    inst = result["installed"]
+    click.echo(f"Scheduled backup installed on {transport.label} ({inst['scheduler']}): "
+               f"{calendar} → {repo}" + (" (age-encrypted)" if encrypt_to else ""))
+    click.echo(f"  runs      {' '.join(inst['command'])}")
+    click.echo(f"  files     {', '.join(inst['files'])}")
+    click.echo(f"  next run  {inst['next_run'] or '-'}")
+    if result.get("storage_env"):
+        click.echo(f"  secrets   {', '.join(result['storage_env'])} in "
+                   f"{transport.settings.ops_dir}/schedule/storage.env (0600)")
+    for note in inst.get("notes", []):
+        click.echo(f"  note      {note}")
+
+
+@schedule.command("remove")
+@_remote_options
+@click.option("--json", "as_json", is_flag=True)
+def remove_cmd(as_json: bool, **remote: Any) -> None:
+    """Remove the scheduled backup (timer and units, or the crontab entry, and its secrets)."""
+    with _agent(remote) as transport:
+        result = _call(transport, "schedule-remove")
+    if as_json:
+        echo_json(result)
+        return
+    removed = result["removed"]
+    if not removed:
+        click.echo(f"No scheduled backup was installed on {transport.label}.")
+    for item in removed:
+        click.echo(f"removed {item}")
+
+
+@schedule.command("status")
+@_remote_options
+@click.option("--json", "as_json", is_flag=True)
+def status_cmd(as_json: bool, **remote: Any) -> None:
+    """Show the schedule: next run, last run, last result."""
+    with _agent(remote) as transport:
+        info = _call(transport, "schedule-status")["schedule"]
+    if as_json:
+        echo_json(info)
+        return
+    last = info.get("last") or {}
+    if not info.get("installed"):
+        click.echo(f"No scheduled backup on {transport.label}.")
+    else:
+        state = "" if info.get("present") else "  (MISSING from the scheduler: reinstall)"
+        click.echo(f"Scheduled backup on {transport.label} ({info['scheduler']}): "
+                   f"{info['calendar']} → {info['repo']}{state}")
+        click.echo(f"  next run  {info.get('next_run') or '-'}")
+    if last:
+        click.echo(f"  last run  {last.get('started', '-')} → {last.get('finished') or '-'}"
+                   + ("  (running now)" if last.get("state") == "running" else ""))
+        click.echo(f"  result    {last.get('result', '-')}: {last.get('message', '')}")
+    else:
+        click.echo("  last run  never")

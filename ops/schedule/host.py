@@ -1,0 +1,285 @@
+"""Installing, removing and reading a schedule on the host the agent runs on.
+
+Which scheduler: systemd when it is running (``/run/systemd/system`` exists — sd_booted(3)),
+never guessed from unit directories; system units when ``sudo -n`` works, user units
+otherwise; cron for the login user when systemd is not running; else one sentence naming the
+package. Every command is an argument list through the one runner; no secret is in any.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pwd
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..process import run_command
+from .crontab import has_block, render_block, with_block, without_block
+from .spec import UNIT, ScheduleRequest, calendar_to_cron, next_cron_run
+from .state import LOG, load_config, read_status, save_config, schedule_dir
+from .units import render_service, render_timer, scheduled_command
+
+SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
+
+
+@dataclass(frozen=True)
+class Installed:
+    scheduler: str  # systemd-system | systemd-user | cron
+    command: list[str]
+    files: list[str]
+    next_run: str | None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LC_ALL": "C.UTF-8"}
+    for key in ("HOME", "USER", "LOGNAME", "XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS"):
+        if os.environ.get(key):
+            env[key] = os.environ[key]
+    if "XDG_RUNTIME_DIR" not in env and Path(f"/run/user/{os.getuid()}").is_dir():
+        env["XDG_RUNTIME_DIR"] = f"/run/user/{os.getuid()}"
+    env.update(extra or {})
+    return env
+
+
+def systemd_running() -> bool:
+    """sd_booted(3): systemd is the running init exactly when /run/systemd/system exists."""
+    return Path("/run/systemd/system").is_dir()
+
+
+def sudo_works() -> bool:
+    if shutil.which("sudo") is None:
+        return False
+    return run_command(["sudo", "-n", "true"], env=_env(), check=False, timeout=20).returncode == 0
+
+
+def cron_available() -> bool:
+    return shutil.which("crontab") is not None
+
+
+def cron_daemon_running() -> bool:
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() in ("cron", "crond"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def choose_scheduler(wanted: str = "auto") -> str:
+    if wanted != "auto":
+        return wanted
+    if systemd_running():
+        return "systemd-system" if sudo_works() else "systemd-user"
+    if cron_available():
+        return "cron"
+    raise ConfigError(
+        "This server runs neither systemd nor cron, so nothing can run the backup on a "
+        "schedule; install cron (apt-get install cron) or run the server under systemd."
+    )
+
+
+def login_user() -> str:
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+# --- cron --------------------------------------------------------------------------------------
+
+def _crontab_text() -> str:
+    res = run_command(["crontab", "-l"], env=_env(), check=False)
+    return res.stdout if res.returncode == 0 else ""  # "no crontab for USER" is exit 1
+
+
+def _write_crontab(text: str) -> None:
+    if text.strip():
+        run_command(["crontab", "-"], env=_env(), input_text=text)
+    else:
+        run_command(["crontab", "-r"], env=_env(), check=False)
+
+
+def _utc_offset_minutes() -> int:
+    return int((time.localtime().tm_gmtoff or 0) // 60)
+
+
+def _install_cron(request: ScheduleRequest, ops_dir: Path) -> Installed:
+    when = calendar_to_cron(request.calendar, utc_offset_minutes=_utc_offset_minutes())
+    command = scheduled_command(str(ops_dir))
+    log = str(schedule_dir(ops_dir) / LOG)
+    _write_crontab(with_block(_crontab_text(), render_block(when, command, log)))
+    notes = [f"cron runs it for {login_user()} at '{when.expression()}' (server local time); "
+             f"output goes to {log}"]
+    if _utc_offset_minutes() and time.daylight:
+        notes.append("the server's local time has daylight saving: the UTC time shifts by an "
+                      "hour twice a year (cron has no time zones)")
+    if not cron_daemon_running():
+        notes.append("the cron daemon is not running: start it (service cron start) or "
+                      "nothing will run")
+    return Installed("cron", command, [f"crontab of {login_user()}"],
+                     next_cron_run(when, dt.datetime.now()).isoformat(timespec="minutes"),
+                     notes)
+
+
+# --- systemd -----------------------------------------------------------------------------------
+
+def _user_unit_dir() -> Path:
+    return Path.home() / ".config" / "systemd" / "user"
+
+
+def _systemctl(system: bool, *args: str, check: bool = True) -> str:
+    argv = ["sudo", "-n", "systemctl", *args] if system else ["systemctl", "--user", *args]
+    return run_command(argv, env=_env(), check=check, timeout=60).stdout
+
+
+def _check_calendar(calendar: str) -> None:
+    res = run_command(["systemd-analyze", "calendar", calendar], env=_env(), check=False)
+    if res.returncode != 0:
+        raise ConfigError(f"CALENDAR={calendar!r} is not a systemd calendar expression "
+                          f"(systemd-analyze calendar: {res.stderr.strip()[-200:]}).")
+
+
+def _install_systemd(request: ScheduleRequest, ops_dir: Path, *, system: bool) -> Installed:
+    _check_calendar(request.calendar)
+    user = login_user()
+    group = os.getgid()
+    service = render_service(request, ops_dir=str(ops_dir), system=system, user=user,
+                             group=_group_name(group))
+    timer = render_timer(request)
+    notes = []
+    if system:
+        files = []
+        with tempfile.TemporaryDirectory(prefix="mmops-units-") as tmp:
+            for name, text in ((f"{UNIT}.service", service), (f"{UNIT}.timer", timer)):
+                src = Path(tmp) / name
+                src.write_text(text)
+                dest = SYSTEM_UNIT_DIR / name
+                run_command(["sudo", "-n", "install", "-m", "0644", "-o", "root", "-g", "root",
+                             str(src), str(dest)], env=_env())
+                files.append(str(dest))
+    else:
+        unit_dir = _user_unit_dir()
+        unit_dir.mkdir(parents=True, exist_ok=True)
+        files = []
+        for name, text in ((f"{UNIT}.service", service), (f"{UNIT}.timer", timer)):
+            (unit_dir / name).write_text(text)
+            files.append(str(unit_dir / name))
+        linger = run_command(["loginctl", "show-user", user, "--property=Linger", "--value"],
+                             env=_env(), check=False).stdout.strip()
+        if linger != "yes":
+            notes.append(f"lingering is off for {user}: user timers run only while {user} is "
+                         f"logged in; run `sudo loginctl enable-linger {user}` once")
+        if not os.access(request.env_file, os.R_OK):
+            notes.append(f"{request.env_file} is not readable by {user} and a user unit "
+                         "cannot use sudo (NoNewPrivileges): make it group-readable")
+    _systemctl(system, "daemon-reload")
+    _systemctl(system, "enable", "--now", f"{UNIT}.timer")
+    return Installed("systemd-system" if system else "systemd-user",
+                     scheduled_command(str(ops_dir)), files, _systemd_next(system), notes)
+
+
+def _group_name(gid: int) -> str:
+    import grp
+
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def _systemd_next(system: bool) -> str | None:
+    out = _systemctl(system, "show", f"{UNIT}.timer", "--property=NextElapseUSecRealtime",
+                     "--value", check=False).strip()
+    return out or None
+
+
+# --- the three operations ------------------------------------------------------------------------
+
+def install(ops_dir: Path, request: ScheduleRequest, storage_env: dict[str, str]) -> Installed:
+    """Write the schedule's config and secrets (0600), then install it with the scheduler
+    this host has. A previous schedule (of any scheduler) is replaced."""
+    scheduler = choose_scheduler(request.scheduler)
+    if request.scheduler == "auto":
+        from dataclasses import replace
+
+        request = replace(request, scheduler=scheduler)
+    with_previous = _installed_scheduler(ops_dir)
+    if with_previous and with_previous != scheduler:
+        remove(ops_dir)
+    save_config(ops_dir, request, storage_env)
+    if scheduler == "cron":
+        return _install_cron(request, ops_dir)
+    if scheduler in ("systemd-system", "systemd-user"):
+        return _install_systemd(request, ops_dir, system=scheduler == "systemd-system")
+    raise ConfigError(f"Unknown scheduler {scheduler!r}; use auto, systemd-system, "
+                      "systemd-user or cron.")
+
+
+def _installed_scheduler(ops_dir: Path) -> str | None:
+    try:
+        return load_config(ops_dir).scheduler
+    except ConfigError:
+        return None
+
+
+def remove(ops_dir: Path) -> list[str]:
+    """Remove the timer/units or the crontab block, and the schedule's config and secrets
+    (the status file and log stay, for the record). Returns what was removed."""
+    removed: list[str] = []
+    scheduler = _installed_scheduler(ops_dir)
+    if scheduler in ("systemd-system", "systemd-user"):
+        system = scheduler == "systemd-system"
+        _systemctl(system, "disable", "--now", f"{UNIT}.timer", check=False)
+        for name in (f"{UNIT}.service", f"{UNIT}.timer"):
+            path = (SYSTEM_UNIT_DIR if system else _user_unit_dir()) / name
+            if system:
+                run_command(["sudo", "-n", "rm", "-f", "--", str(path)], env=_env())
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(str(path))
+        _systemctl(system, "daemon-reload", check=False)
+    if cron_available():
+        current = _crontab_text()
+        if has_block(current):
+            _write_crontab(without_block(current))
+            removed.append(f"crontab entry of {login_user()}")
+    for name in ("schedule.json", "storage.env"):
+        path = ops_dir / "schedule" / name
+        if path.exists():
+            path.unlink()
+            removed.append(str(path))
+    return removed
+
+
+def status(ops_dir: Path) -> dict[str, Any]:
+    """What is installed, when it runs next, and how the last run went."""
+    last = read_status(ops_dir)
+    try:
+        request = load_config(ops_dir)
+    except ConfigError:
+        return {"installed": False, "last": last}
+    info: dict[str, Any] = {"installed": True, "scheduler": request.scheduler,
+                            "calendar": request.calendar, "repo": request.repo,
+                            "encrypted": bool(request.encrypt_to), "keep": request.keep,
+                            "stall_minutes": request.stall_minutes, "last": last}
+    if request.scheduler == "cron":
+        present = cron_available() and has_block(_crontab_text())
+        info["present"] = present
+        if present:
+            when = calendar_to_cron(request.calendar, utc_offset_minutes=_utc_offset_minutes())
+            info["next_run"] = next_cron_run(when, dt.datetime.now()).isoformat(
+                timespec="minutes") + " (server local time)"
+            info["daemon_running"] = cron_daemon_running()
+    else:
+        nxt = _systemd_next(request.scheduler == "systemd-system")
+        info["present"] = bool(nxt)
+        info["next_run"] = nxt
+    return info
