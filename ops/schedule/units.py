@@ -57,9 +57,9 @@ def render_service(request: ScheduleRequest, *, ops_dir: str, system: bool,
                    user: str | None = None, group: str | None = None) -> str:
     """The oneshot service. ``system``: a system unit running as ``user`` (the SSH login
     user who owns OPS_DIR); otherwise a user unit of that user."""
-    writable = [ops_dir]
-    if "://" not in request.repo:
-        writable.append(request.repo)  # a local repository directory
+    writable = [_systemd_quote(ops_dir)]
+    if "://" not in request.repo:  # a local repository dir ("-": it may not exist yet)
+        writable.append("-" + _systemd_quote(request.repo))
     command = " ".join(_systemd_quote(a) for a in scheduled_command(ops_dir))
     lines = [
         "[Unit]",
@@ -84,7 +84,7 @@ def render_service(request: ScheduleRequest, *, ops_dir: str, system: bool,
         "IOSchedulingPriority=7",
         # The run aborts itself after STALL minutes without progress; this is the backstop.
         "TimeoutStartSec=12h",
-        HARDENING.format(writable=" ".join(_systemd_quote(w) for w in writable)).rstrip(),
+        HARDENING.format(writable=" ".join(writable)).rstrip(),
     ]
     return "\n".join(lines) + "\n"
 
