@@ -23,8 +23,9 @@ class OpsGroup(click.Group):
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            # Outside a job (a prompt, argument parsing): nothing had started.
-            click.echo("interrupted before anything started; nothing was changed.", err=True)
+            # Jobs turn an interruption into an Interrupted that says what state things are
+            # in; one that reaches here claims nothing it cannot know.
+            click.echo("interrupted.", err=True)
             ctx.exit(Interrupted.exit_code)
 
 

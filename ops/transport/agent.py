@@ -14,7 +14,7 @@ from typing import Any
 
 from ..config import RemoteSettings
 from ..engine.results import ProgressCallback
-from ..errors import ConfigError
+from ..errors import ConfigError, Interrupted, RemoteError
 from ..policy.live import LiveStatus
 from ..repository.local import LocalRepository
 from ..ssh.agent_channel import AgentSession, agent_argv, run_agent
@@ -80,10 +80,31 @@ class AgentTransport:
         with AgentSession(self.conn, argv, on_progress=progress) as s:
             ready = s.expect("ready")
             _check_room(ready, file, self.label)
-            name = push(self.conn, file, ready["dir"], on_progress=progress)
+            try:
+                name = push(self.conn, file, ready["dir"], on_progress=progress)
+            except KeyboardInterrupt:
+                raise Interrupted("Interrupted during the upload; nothing was restored (the "
+                                  "agent removes the partial upload).") from None
             s.send(cmd="uploaded", name=name, sha256=digest, request=request.to_dict())
-            result = s.expect("result")
+            try:
+                result = s.expect("result")
+            except KeyboardInterrupt:
+                raise Interrupted(self._unknown_state(ready, "was interrupted")) from None
+            except RemoteError as exc:
+                if type(exc) is not RemoteError or "without a result" not in exc.message:
+                    raise  # the agent's own report (refused, failed and rolled back, ...)
+                raise RemoteError(self._unknown_state(ready, "stopped without a result"),
+                                  hint=exc.message) from exc
         return RestoreOutcome.from_dict(result["restore"])
+
+    def _unknown_state(self, ready: dict[str, Any], what: str) -> str:
+        database = ready.get("database", "the database")
+        return (
+            f"The restore on {self.label} {what}: PostgreSQL rolls back a restore that had not "
+            f"committed, so {database!r} is either unchanged or fully restored — check with "
+            "`mmops remote status` (tables, rows, alembic revision). The safety backup taken "
+            f"first, if any, is in {self.safety_location}."
+        )
 
 
 def _check_room(ready: dict[str, Any], file: Path, host: str) -> None:

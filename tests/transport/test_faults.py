@@ -409,6 +409,10 @@ def test_agent_killed_mid_restore_leaves_the_database_as_it_was_and_the_next_run
     one_sentence((code, text))
     assert code not in (0, 3), text
     assert fingerprint(remote.url) == before  # PostgreSQL rolled the open transaction back
+    # The laptop cannot know whether the commit happened: it says how to check, never
+    # "nothing was changed", and where the safety backup is.
+    assert "either unchanged or fully restored" in text and "mmops remote status" in text
+    assert "nothing was changed" not in text and "safety" in text
     leftovers = [str(p) for p in remote.leftover_tmp()]
     assert leftovers, "a killed agent cannot remove its own temp dir"
     safety = remote.ops_dir / "safety"
