@@ -4,7 +4,8 @@ Pull: the file is received into an anonymous file in the destination dir (``O_TM
 the filesystem lacks it, a hidden ``.NAME.partial-PID-RANDOM`` file), created 0600 whatever
 mode the remote file has, fsynced, its sha256 compared with the agent's and its archive
 checksums verified, and only then linked under its final name. A killed process leaves no file
-under a final name; a hidden partial file left by a fallback is removed by the next run.
+under a final name; a hidden partial file left by a fallback carries our pid, so the next run's
+``LocalRepository.remove_stale_partials`` removes it.
 Push: the file goes to ``.NAME.partial`` in the agent's private 0700 dir and is renamed when
 complete; the agent re-verifies it.
 """
@@ -15,7 +16,6 @@ import contextlib
 import errno
 import hashlib
 import os
-import re
 import secrets
 import shutil
 import socket
@@ -30,31 +30,7 @@ from ..engine.results import Progress
 from ..errors import ArchiveError, ConfigError, OpsError, RemoteError
 
 CHUNK = 1 << 20
-_PARTIAL_RE = re.compile(r"^\..+\.partial-(\d+)-[0-9a-f]+$")
-
 ProgressSink = Callable[[Progress], None]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_partials(directory: Path) -> list[Path]:
-    """Hidden partial files from a killed earlier run (their pid is gone)."""
-    removed = []
-    if directory.is_dir():
-        for entry in directory.iterdir():
-            m = _PARTIAL_RE.match(entry.name)
-            if m and not _pid_alive(int(m.group(1))):
-                entry.unlink(missing_ok=True)
-                removed.append(entry)
-    return removed
 
 
 class _Incoming:
