@@ -136,7 +136,9 @@ def publish_request(
     if not (repo or encrypt_to or lock_days or keep):
         return None
     if repo:
-        _check_repository_spec(repo)  # before the backup runs, not after
+        from ..repository import check_repository_spec
+
+        check_repository_spec(repo)  # before the backup runs, not after
     if encrypt_to:
         from ..crypto.age import parse_recipients
 
@@ -146,16 +148,3 @@ def publish_request(
         keep=keep or None, keep_local=keep_local, repo_env_file=repo_env_file or None,
         storage_env={k: os.environ[k] for k in STORAGE_ENV if os.environ.get(k)},
     )
-
-
-def _check_repository_spec(spec: str) -> None:
-    from ..errors import UsageError
-    from ..repository import split_bucket_url
-
-    if spec.lower().startswith(("s3://", "gs://")):
-        split_bucket_url(spec)
-    elif "://" in spec:
-        raise UsageError(
-            f"Unknown repository type {spec.split('://', 1)[0]}://; use a directory, "
-            "s3://BUCKET/PREFIX or gs://BUCKET/PREFIX."
-        )

@@ -91,12 +91,12 @@ def install_cmd(repo: str, encrypt_to: str | None, keep: str | None, lock_days: 
                 calendar: str, randomized_delay: str, stall: float, repo_env_file: str | None,
                 scheduler: str, as_json: bool, **remote: Any) -> None:
     """Install the scheduled backup on the server (replaces a previous one)."""
+    from ..repository import check_repository_spec
     from ..schedule.spec import ScheduleRequest
     from ..steps.publish import STORAGE_ENV
-    from .common import _check_repository_spec
 
     if "://" in repo:
-        _check_repository_spec(repo)
+        check_repository_spec(repo)
     elif not repo.startswith("/"):
         raise UsageError(f"REPO={repo!r}: a scheduled backup needs an absolute directory on the "
                          "server, or s3://BUCKET/PREFIX or gs://BUCKET/PREFIX.")

@@ -32,11 +32,19 @@ def data_member_name(index: int) -> str:
     return f"data/{index:05d}"
 
 
-def default_backup_name(database: str, now: dt.datetime | None = None) -> str:
-    """``<db>-<UTC timestamp>.mmops`` — sortable, no characters a shell would mangle."""
-    stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in database) or "db"
-    return f"{safe}-{stamp}.mmops"
+def safe_database_name(database: str) -> str:
+    """The database's name as backup file names carry it (and repository listings parse it)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in database) or "db"
+
+
+def default_backup_name(
+    database: str, now: dt.datetime | None = None, *, precise: bool = False
+) -> str:
+    """``<db>-<UTC timestamp>.mmops`` — sortable, no characters a shell would mangle.
+    ``precise`` adds microseconds, for a second backup within the same second."""
+    stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime(
+        "%Y%m%dT%H%M%S%fZ" if precise else "%Y%m%dT%H%M%SZ")
+    return f"{safe_database_name(database)}-{stamp}.mmops"
 
 
 async def alembic_revision(conn: asyncpg.Connection, schema: SchemaDump) -> str | None:

@@ -53,7 +53,7 @@ def resolve_backup_file(
     backup of ``database`` in the repository by the timestamp in its name (never another
     database's, never by mtime). An object-store backup is downloaded into ``workdir`` (a
     private dir the caller removes); an ``.age`` one is decrypted there with ``identity``."""
-    from ..engine.backup import default_backup_name
+    from ..engine.backup import safe_database_name
 
     path = Path(spec)
     if spec != "latest" and path.is_file():
@@ -64,8 +64,8 @@ def resolve_backup_file(
         parent, _, spec = spec.rpartition("/")
         repo = open_repository(parent)
     if spec == "latest":
-        safe = default_backup_name(database).rsplit("-", 1)[0]
-        found = [e for e, _info in backups(repo, database=safe, safety=False)]
+        found = [e for e, _info in backups(repo, database=safe_database_name(database),
+                                           safety=False)]
         if not found:
             raise UsageError(
                 f"BACKUP=latest but {repo.url} holds no backup of database {database!r}."

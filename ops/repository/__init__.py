@@ -42,6 +42,22 @@ def split_bucket_url(spec: str) -> tuple[str, str, str]:
     return scheme, bucket, parts.path.strip("/")
 
 
+def check_repository_spec(spec: str) -> str:
+    """``s3``, ``gs`` or ``dir`` for a valid ``spec``; UsageError otherwise. No network, no
+    credentials: the CLI calls it before a backup starts, the factory before it opens."""
+    lowered = spec.lower()
+    if lowered.startswith(("s3://", "gs://")):
+        split_bucket_url(spec)
+        return lowered[:2]
+    if "://" in spec:
+        scheme = spec.split("://", 1)[0]
+        raise UsageError(
+            f"Unknown repository type {scheme}://; use a directory, s3://BUCKET/PREFIX "
+            "or gs://BUCKET/PREFIX."
+        )
+    return "dir"
+
+
 def open_repository(
     spec: str, *, environ: Mapping[str, str] | None = None, **options: Any
 ) -> Repository:
@@ -51,29 +67,24 @@ def open_repository(
     to the store's constructor (``lock_days``, ``part_size``, ``concurrency`` for S3,
     ``chunk_size`` for GCS). No network call happens here; call ``check()`` to fail early.
     """
-    lowered = spec.lower()
-    if lowered.startswith("s3://"):
+    kind = check_repository_spec(spec)
+    if kind == "s3":
         from .s3 import S3Repository
 
         _, bucket, prefix = split_bucket_url(spec)
         return S3Repository(bucket, prefix, environ=environ, **options)
-    if lowered.startswith("gs://"):
+    if kind == "gs":
         from .gcs import GCSRepository
 
         _, bucket, prefix = split_bucket_url(spec)
         return GCSRepository(bucket, prefix, environ=environ, **options)
-    if "://" in spec:
-        scheme = spec.split("://", 1)[0]
-        raise UsageError(
-            f"Unknown repository type {scheme}://; use a directory, s3://BUCKET/PREFIX "
-            "or gs://BUCKET/PREFIX."
-        )
     from .local import LocalRepository  # the lead's module
 
     return LocalRepository(Path(spec).expanduser(), **options)  # type: ignore[no-any-return,unused-ignore]
 
 
 __all__ = [
+    "check_repository_spec",
     "BackupName",
     "Entry",
     "ReadAt",

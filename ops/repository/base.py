@@ -103,8 +103,9 @@ class Repository(Protocol):
     def open(self, name: str) -> ReadAt:
         """Open ``name`` for reading by offset; RepositoryError when missing."""
 
-    def create(self, name: str) -> Sink:
-        """Start writing ``name``; refuses to overwrite an existing object."""
+    def create(self, name: str, *, size_hint: int | None = None) -> Sink:
+        """Start writing ``name``; refuses to overwrite an existing object. ``size_hint``: an
+        upper bound of its size, for stores that choose part sizes from it."""
 
     def delete(self, name: str) -> None:
         """Remove ``name``; a missing object is not an error."""

@@ -146,7 +146,8 @@ class LocalRepository:
         except FileNotFoundError as exc:
             raise RepositoryError(f"{self.path / name} does not exist.") from exc
 
-    def create(self, name: str) -> _FileSink:
+    def create(self, name: str, *, size_hint: int | None = None) -> _FileSink:
+        del size_hint  # a file needs no part size
         self.ensure()
         return _FileSink(self.path, name)
 

@@ -240,11 +240,3 @@ def _free(directory: Path) -> int:
         return shutil.disk_usage(directory).free
     except OSError:
         return 0
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()

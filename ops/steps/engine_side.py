@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..archive import verify_archive
 from ..dburl import DbUrl
-from ..engine.backup import backup, default_backup_name
+from ..engine.backup import backup, default_backup_name, safe_database_name
 from ..engine.results import Progress, ProgressCallback, RestoreMode
 from ..errors import Interrupted, OpsError, RestoreFailed
 from ..interop.detect import FileKind
@@ -53,6 +53,9 @@ async def backup_into(
     repo.ensure()
     cleaned = [str(p) for p in repo.remove_stale_partials()]
     target = repo.path_of(request.name or prefix + default_backup_name(url.database))
+    if target.exists() and not request.name:
+        # Two backups of one database within a second (quick restores' safety backups).
+        target = repo.path_of(prefix + default_backup_name(url.database, precise=True))
     result = await backup(
         url, target, jobs=request.jobs, tables=request.tables or None,
         exclude_tables=request.exclude_tables or None, progress=progress, level=request.level,
@@ -123,7 +126,7 @@ async def backup_and_publish(
             path.unlink(missing_ok=True)
             path = Path()
     if pub.keep:
-        deleted, locked = await asyncio.to_thread(prune, repo, _safe_name(url.database),
+        deleted, locked = await asyncio.to_thread(prune, repo, safe_database_name(url.database),
                                                   pub.keep)
         published = replace(published, deleted=deleted, locked=locked)
     return replace(outcome, path=str(path) if path != Path() else "", published=published)
@@ -138,10 +141,6 @@ def prune_safety(repo: LocalRepository, database: str, keep: int) -> list[str]:
     for name in doomed:
         repo.delete(name)
     return doomed
-
-
-def _safe_name(database: str) -> str:
-    return default_backup_name(database).rsplit("-", 1)[0]
 
 
 async def restore_from(
@@ -184,7 +183,7 @@ async def restore_from(
                 "changed and the partial safety backup was removed."
             ) from None
         safety_path = sb.path
-        prune_safety(safety, _safe_name(url.database), request.keep_safety)
+        prune_safety(safety, safe_database_name(url.database), request.keep_safety)
     where = f" The safety backup is {safety_path}{safety_note}." if safety_path else ""
     try:
         if kind.foreign:

@@ -149,11 +149,7 @@ def publish(
     emit = progress or (lambda _p: None)
     name = path.name + (".age" if encrypt_to else "")
     size = path.stat().st_size
-    create: Any = repo.create
-    try:
-        sink = create(name, size_hint=size)
-    except TypeError:  # the local repository takes no size hint
-        sink = create(name)
+    sink: Any = repo.create(name, size_hint=size)
     if encrypt_to:
         from ..crypto.age import EncryptingSink, parse_recipients
 
