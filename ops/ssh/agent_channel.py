@@ -8,6 +8,7 @@ Closing the session closes the channel: the agent sees end of stdin, cancels and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import time
@@ -16,6 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import PurePosixPath
 from types import TracebackType
 from typing import Any
+
+import paramiko
 
 from .. import errors
 from ..engine.results import Progress
@@ -78,9 +81,13 @@ class AgentSession:
         self.close()
 
     def close(self) -> None:
-        if self.chan is not None:
-            self.chan.close()
-            self.chan = None
+        """Close the channel. On a connection that just died paramiko can raise EOFError or
+        OSError from the close itself; that must not replace the error that is being reported
+        (it surfaced as click's bare "Aborted!" when an SSH drop raced the pull's own report)."""
+        chan, self.chan = self.chan, None
+        if chan is not None:
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                chan.close()
 
     def send(self, **msg: Any) -> None:
         assert self.chan is not None

@@ -50,3 +50,27 @@ def test_strict_policy_refuses_unknown_keys_and_appends_only_when_asked(tmp_path
     assert known.read_text().startswith("[127.0.0.1]:2222 ssh-rsa ")
     assert oct(known.stat().st_mode & 0o777) == "0o600" and accepted
     assert isinstance(StrictHostKeyPolicy(known, False, []), paramiko.RejectPolicy)
+
+
+class _DeadChannel:
+    """A channel whose connection died under it: paramiko's close() then raises EOFError from
+    the packetizer's write (seen as click's bare "Aborted!" when an SSH drop raced a pull)."""
+
+    closed = 0
+
+    def close(self) -> None:
+        type(self).closed += 1
+        raise EOFError
+
+
+def test_closing_a_session_on_a_dead_connection_keeps_the_error_being_reported() -> None:
+    from ops.ssh.agent_channel import AgentSession
+
+    session = AgentSession(conn=None, argv=["x"])
+    session.chan = _DeadChannel()
+    with pytest.raises(RemoteError, match="lost while pulling"):
+        try:
+            raise RemoteError("The SSH connection to the server was lost while pulling x.")
+        finally:
+            session.__exit__(RemoteError, None, None)  # what `with AgentSession(...)` runs
+    assert _DeadChannel.closed == 1 and session.chan is None
