@@ -17,7 +17,7 @@ LEVELS = {
     "ssh": 6, "provision": 6, "agent": 6, "config": 6,
     "steps": 5, "sandbox": 5, "schedule": 5,
     "policy": 4,
-    "repository": 3, "crypto": 3, "interop": 3,
+    "repository": 3, "crypto": 3, "interop": 3, "notify": 3,
     "engine": 2,
     "archive": 1,
     "errors": 0, "dburl": 0, "process": 0, "aio": 0, "_version": 0, "package_identity": 0,
@@ -31,6 +31,7 @@ FORBIDDEN_LIBS = {
     "steps": {"click", "fabric", "invoke", "paramiko", "rich"},
     "policy": {"click", "fabric", "invoke", "paramiko", "rich", "asyncpg"},
     "schedule": {"click", "fabric", "invoke", "paramiko", "rich"},
+    "notify": {"click", "fabric", "invoke", "paramiko", "rich", "asyncpg"},
 }
 
 
