@@ -65,15 +65,17 @@ sandbox-stop: $(STAMP)
 # The remote-ops agent over SSH (mmops remote ...). Variables reach the CLI through the
 # environment (HOST, SSH_CONFIG, ENV_FILE, OPS_DIR, BACKUP_DIR, BACKUP, YES, TABLES,
 # ACCEPT_NEW_HOST_KEY, OFFLINE, REMOTE_PYTHON). With no HOST the sandbox is the server.
+# HOSTS=inventory.toml runs setup-remote-ops, db-backup-ops, schedule-ops, unschedule-ops and
+# schedule-status on every host of the inventory instead (mmops fleet ..., PARALLEL=N at most at once; see README).
 .PHONY: setup-remote-ops db-backup-ops db-restore-ops
-export OFFLINE REMOTE_PYTHON
-REMOTE_NEEDS := $(STAMP) $(if $(HOST),,sandbox)
+export OFFLINE REMOTE_PYTHON HOSTS PARALLEL
+REMOTE_NEEDS := $(STAMP) $(if $(HOST)$(HOSTS),,sandbox)
 
 setup-remote-ops: $(REMOTE_NEEDS)
-	$(BIN)/mmops remote setup
+	$(BIN)/mmops $(if $(HOSTS),fleet setup,remote setup)
 
 db-backup-ops: $(REMOTE_NEEDS)
-	$(BIN)/mmops remote backup
+	$(BIN)/mmops $(if $(HOSTS),fleet backup,remote backup)
 
 db-restore-ops: $(REMOTE_NEEDS)
 	@test -n "$(BACKUP)" || { echo "usage: make db-restore-ops BACKUP=backups/FILE.mmops|old.json|dump.sql (or BACKUP=latest)" >&2; exit 2; }
@@ -127,11 +129,11 @@ prune-ops: $(STAMP)
 export CALENDAR RANDOMIZED_DELAY STALL SCHEDULER
 
 schedule-ops: $(REMOTE_NEEDS)
-	@test -n "$(REPO)" || { echo "usage: make schedule-ops REPO=/srv/backups|s3://BUCKET/PREFIX [ENCRYPT_TO=age1...] [CALENDAR='*-*-* 02:00:00 UTC'] [KEEP='daily=7 weekly=4 monthly=12'] [STALL=10]" >&2; exit 2; }
-	$(BIN)/mmops schedule install
+	@test -n "$(REPO)$(HOSTS)" || { echo "usage: make schedule-ops REPO=/srv/backups|s3://BUCKET/PREFIX [ENCRYPT_TO=age1...] [CALENDAR='*-*-* 02:00:00 UTC'] [KEEP='daily=7 weekly=4 monthly=12'] [STALL=10]" >&2; exit 2; }
+	$(BIN)/mmops $(if $(HOSTS),fleet schedule,schedule install)
 
 unschedule-ops: $(REMOTE_NEEDS)
-	$(BIN)/mmops schedule remove
+	$(BIN)/mmops $(if $(HOSTS),fleet unschedule,schedule remove)
 
 schedule-status: $(REMOTE_NEEDS)
-	$(BIN)/mmops schedule status
+	$(BIN)/mmops $(if $(HOSTS),fleet schedule-status,schedule status)

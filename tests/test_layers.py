@@ -11,7 +11,7 @@ OPS = Path(__file__).resolve().parents[1] / "ops"
 
 # Higher imports lower (or equal, within the same row). Shared small modules are level 0.
 LEVELS = {
-    "cli": 9, "web": 9,
+    "cli": 9, "web": 9, "fleet": 9,
     "jobs": 8,
     "transport": 7,
     "ssh": 6, "provision": 6, "agent": 6, "config": 6,
@@ -23,7 +23,7 @@ LEVELS = {
     "errors": 0, "dburl": 0, "process": 0, "aio": 0, "_version": 0, "package_identity": 0,
     "__init__": 10,  # ops/__init__.py: the public API re-exports from below
 }
-LAPTOP_ONLY = {"cli", "web", "jobs", "transport", "ssh", "provision", "config"}
+LAPTOP_ONLY = {"cli", "web", "fleet", "jobs", "transport", "ssh", "provision", "config"}
 FORBIDDEN_LIBS = {
     "engine": {"click", "fabric", "invoke", "paramiko", "rich"},
     "archive": {"click", "fabric", "invoke", "paramiko", "rich", "asyncpg"},
@@ -31,6 +31,7 @@ FORBIDDEN_LIBS = {
     "steps": {"click", "fabric", "invoke", "paramiko", "rich"},
     "policy": {"click", "fabric", "invoke", "paramiko", "rich", "asyncpg"},
     "schedule": {"click", "fabric", "invoke", "paramiko", "rich"},
+    "fleet": {"click", "fabric", "invoke", "paramiko", "rich", "asyncpg"},
     "notify": {"click", "fabric", "invoke", "paramiko", "rich", "asyncpg"},
 }
 

@@ -11,6 +11,7 @@ from .._version import __version__
 from .check import check
 from .common import OpsGroup
 from .engine import backup, export, inspect, restore, verify
+from .fleet import fleet
 from .remote import remote
 from .sandbox import sandbox
 from .schedule import schedule
@@ -26,7 +27,7 @@ def main() -> None:
 
 
 for command in (backup, restore, verify, inspect, export, sandbox, remote, tunnel, web, key,
-                repo, check, schedule):
+                repo, check, schedule, fleet):
     main.add_command(command)
 
 

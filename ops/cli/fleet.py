@@ -1,0 +1,136 @@
+"""``mmops fleet setup|backup|schedule|schedule-status --hosts inventory.toml [--parallel N]``
+(``make setup-remote-ops | db-backup-ops | schedule-ops | schedule-status`` with ``HOSTS=``).
+
+Parse → read the inventory → run the single-host command on every host (ops.fleet) → one
+summary table → exit 0 when every host succeeded, 1 when any failed, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..errors import Interrupted, OpsError, UsageError
+from .common import echo_json, human_size
+
+if TYPE_CHECKING:
+    from ..fleet import FleetResult
+
+
+def _fleet_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--hosts", "hosts", envvar="HOSTS", required=True,
+                     type=click.Path(path_type=Path, dir_okay=True),
+                     help="The inventory (TOML): [defaults] and one [hosts.NAME] table per "
+                     "host with its settings (env_file, repo, ...)."),
+        click.option("--parallel", "-p", envvar="PARALLEL", type=click.IntRange(1, 64),
+                     default=4, show_default=True, help="Hosts at most at once."),
+        click.option("--log-dir", envvar="FLEET_LOG_DIR",
+                     type=click.Path(path_type=Path, file_okay=False),
+                     help="Where each host's log goes [.state/fleet/<UTC>-<command>]."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print the summary as JSON on stdout."),
+        click.option("--quiet", "-q", is_flag=True,
+                     help="Do not echo the hosts' output (it is still in their logs)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@click.group("fleet")
+def fleet() -> None:
+    """Run setup, backup or schedule on every host of an inventory, in parallel."""
+
+
+def _run(command_name: str, hosts: Path, parallel: int, log_dir: Path | None, as_json: bool,
+         quiet: bool) -> None:
+    from ..fleet import COMMANDS, default_log_dir, load_inventory, run_fleet
+
+    if hosts == Path(""):
+        raise UsageError("HOSTS is empty: name an inventory file (HOSTS=inventory.toml).")
+    environ = dict(os.environ)
+    inventory = load_inventory(hosts, environ)
+    printing = threading.Lock()
+
+    def on_line(name: str, line: str) -> None:
+        if quiet and name != "fleet":
+            return
+        with printing:
+            click.echo(f"[{name}] {line}", err=True)
+
+    result = run_fleet(inventory, COMMANDS[command_name], parallel=parallel,
+                       log_dir=log_dir or default_log_dir(command_name), environ=environ,
+                       on_line=on_line)
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        render_summary(result)
+    failed = [h.name for h in result.hosts if h.result == "failed"]
+    if result.interrupted:
+        raise Interrupted(
+            f"Interrupted: {result.count('ok')} host(s) finished, {result.count('interrupted')} "
+            f"stopped and cleaned up, {result.count('not started')} not started"
+            + (f", {len(failed)} failed" if failed else "") + f"; logs in {result.log_dir}.")
+    if failed:
+        raise OpsError(f"{len(failed)} of {len(result.hosts)} hosts failed ({', '.join(failed)}); "
+                       f"the table above has each one's error, the logs in {result.log_dir}.")
+
+
+def render_summary(result: FleetResult) -> None:
+    """One table: host, result, size, duration, detail (rich; plain text when piped)."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 160, highlight=False,
+                      soft_wrap=False)
+    table = Table(title=f"mmops fleet {result.command} — {result.inventory}",
+                  box=box.SIMPLE_HEAD, title_justify="left")
+    for name, justify in (("host", "left"), ("result", "left"), ("size", "right"),
+                          ("duration", "right"), ("detail", "left")):
+        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    styles = {"ok": "green", "failed": "bold red", "interrupted": "yellow",
+              "not started": "dim"}
+    for h in result.hosts:
+        word = h.result + (f" ({h.exit_code})" if h.result == "failed" else "")
+        table.add_row(
+            h.name,
+            f"[{styles[h.result]}]{word}[/]",
+            human_size(h.size_bytes) if h.size_bytes is not None else "-",
+            f"{h.duration_s:.1f}s" if h.duration_s is not None else "-",
+            h.detail or "-",
+        )
+    console.print(table)
+    console.print(f"{result.count('ok')} ok, {result.count('failed')} failed"
+                  + (f", {result.count('interrupted')} interrupted, "
+                     f"{result.count('not started')} not started" if result.interrupted else "")
+                  + f" (at most {result.parallel} at once); logs in {result.log_dir}",
+                  markup=False)
+
+
+def _command(name: str, doc: str) -> click.Command:
+    @_fleet_options
+    def command(hosts: Path, parallel: int, log_dir: Path | None, as_json: bool,
+                quiet: bool) -> None:
+        _run(name, hosts, parallel, log_dir, as_json, quiet)
+
+    command.__doc__ = doc
+    return click.command(name)(command)
+
+
+for _name, _doc in (
+    ("setup", "`mmops remote setup` on every host (make setup-remote-ops HOSTS=…)."),
+    ("backup", "`mmops remote backup` on every host (make db-backup-ops HOSTS=…); a shared "
+     "BACKUP_DIR or REPO gets one subdirectory / prefix per host."),
+    ("schedule", "`mmops schedule install` on every host (make schedule-ops HOSTS=…)."),
+    ("schedule-status", "`mmops schedule status` on every host (make schedule-status HOSTS=…)."),
+    ("unschedule", "`mmops schedule remove` on every host (make unschedule-ops HOSTS=…)."),
+):
+    fleet.add_command(_command(_name, _doc))
