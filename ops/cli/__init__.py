@@ -12,6 +12,7 @@ from .check import check
 from .common import OpsGroup
 from .engine import backup, export, inspect, restore, verify
 from .fleet import fleet
+from .notify import notify
 from .remote import remote
 from .sandbox import sandbox
 from .schedule import schedule
@@ -27,7 +28,7 @@ def main() -> None:
 
 
 for command in (backup, restore, verify, inspect, export, sandbox, remote, tunnel, web, key,
-                repo, check, schedule, fleet):
+                repo, check, schedule, fleet, notify):
     main.add_command(command)
 
 

@@ -1,0 +1,58 @@
+"""``mmops notify test``: send a test notification to every ``NOTIFY`` target from here, so an
+operator sees each one arrive (``mmops schedule test-notify`` sends from the server).
+
+``NOTIFY`` is read from the environment only — never a flag — because its URLs may hold tokens
+and a command line is visible to every user of the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import click
+
+from ..errors import UsageError
+from .common import echo_json
+
+
+def targets_from_env() -> list:
+    from ..notify import parse_targets
+
+    targets = parse_targets(os.environ.get("NOTIFY"))
+    if not targets:
+        raise UsageError("NOTIFY is not set: export NOTIFY='https://hooks.example/… "
+                         "slack://…' (one or more URLs, separated by spaces) first.")
+    return targets
+
+
+def render_deliveries(deliveries: list) -> None:
+    for d in deliveries:
+        click.echo(f"  {'delivered ' if d.ok else 'FAILED    '} {d.target}"
+                   + ("" if d.ok else f": {d.error}"))
+
+
+@click.group("notify")
+def notify() -> None:
+    """Notifications (NOTIFY=…): a JSON webhook, Slack, Telegram, e-mail, … via apprise."""
+
+
+@notify.command("test")
+@click.option("--json", "as_json", is_flag=True)
+def test_cmd(as_json: bool) -> None:
+    """Send a test notification to every NOTIFY target (exit 14 if one fails)."""
+    from ..notify import Event, NotifyFailed, send
+    from ..notify.send import failures_sentence
+
+    targets = targets_from_env()
+    host = socket.gethostname()
+    deliveries = send(Event("test", "test", host, f"mmops can reach this target from {host}."),
+                      targets)
+    if as_json:
+        echo_json({"deliveries": [d.to_dict() for d in deliveries]})
+    else:
+        click.echo(f"Test notification to {len(targets)} target(s):")
+        render_deliveries(deliveries)
+    failed = failures_sentence(deliveries)
+    if failed:
+        raise NotifyFailed(failed)
