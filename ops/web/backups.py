@@ -1,30 +1,55 @@
 """The backups the page lists, downloads and restores: one repository behind one function.
 
-``open_backup_repository`` is the plug: today a local directory (``--backup-dir``, or the
-private work dir while the server runs); a repository given by ``--repo`` (S3, GCS, age
-encryption — issue 9) is meant to be returned from here without the routes changing.
+``open_backup_repository`` is the plug: the repository named by ``--repo`` (a directory, S3,
+GCS; opened by the same ``open_target`` as the CLI's publish step, with the storage settings
+of ``REPO_ENV_FILE``), or else the local backup directory. New backups are taken into a local
+staging directory first (``--backup-dir``, a local ``--repo``, or the private work dir) and
+published from there by the CLI's own ``backup_and_publish``; safety backups stay local.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import OpsError, RepositoryError
-from ..repository.base import backups, parse_backup_name
+from ..repository import check_repository_spec
+from ..repository.base import Entry, ReadAt, Repository, backups, parse_backup_name
 from ..repository.local import LocalRepository
+from ..steps.publish import PublishRequest, open_target, read_meta
 from .settings import WebSettings
 from .workspace import Workspace
 
 PLACES = ("backups", "safety")
+META_READERS = 8  # sidecars fetched at once from an object store (each is one small GET)
 
 
-def open_backup_repository(settings: WebSettings, workspace: Workspace) -> LocalRepository:
-    """Where new backups go and where the list comes from."""
+def publish_request(settings: WebSettings, staging: LocalRepository) -> PublishRequest | None:
+    """Where a new backup goes besides the staging directory (None: it stays there), exactly
+    as ``mmops backup --repo R --encrypt-to K`` would be told."""
+    if not settings.repo and not settings.encrypt_to:
+        return None
+    return PublishRequest(repo=settings.repo or str(staging.path),
+                          encrypt_to=settings.encrypt_to, storage_env=settings.storage_env)
+
+
+def staging_repository(settings: WebSettings, workspace: Workspace) -> LocalRepository:
+    """The local directory backups are taken into (and safety backups kept below)."""
     if settings.backup_dir is not None:
         return LocalRepository(settings.backup_dir).ensure()
+    if settings.repo and check_repository_spec(settings.repo) == "dir":
+        return LocalRepository(Path(settings.repo).expanduser()).ensure()
     return LocalRepository(workspace.subdir("backups"))
+
+
+def open_backup_repository(settings: WebSettings, staging: LocalRepository) -> Repository:
+    """Where the list comes from and where new backups are stored."""
+    request = publish_request(settings, staging)
+    if request is None or not settings.repo:
+        return staging
+    return open_target(request)
 
 
 def safety_repository(repo: LocalRepository) -> LocalRepository:
@@ -45,40 +70,63 @@ class BackupRow:
 
 
 class BackupCatalog:
-    """Lists the repository's backups with what their manifests say (read once per file)."""
+    """Lists the backups with what their sidecars (``NAME.meta.json``, written by the publish
+    step) or — for a plain local file without one — their manifests say: no backup is ever
+    downloaded or decrypted to be listed. What was read is remembered (names never repeat)."""
 
-    def __init__(self, repo: LocalRepository) -> None:
-        self.repos = {"backups": repo, "safety": safety_repository(repo)}
-        self._manifests: dict[tuple[str, str, int], str | None] = {}
+    def __init__(self, repo: Repository, staging: LocalRepository) -> None:
+        self.repos: dict[str, Repository] = {"backups": repo,
+                                             "safety": safety_repository(staging)}
+        self._known: dict[tuple[str, str, int], tuple[str | None, bool]] = {}
+
+    @property
+    def url(self) -> str:
+        return self.repos["backups"].url
 
     def rows(self, place: str) -> list[BackupRow]:
         repo = self.repos[place]
-        found = []
-        for entry, info in reversed(backups(repo, safety=(place == "safety"))):
-            revision, readable = None, True
-            if not info.encrypted:
-                try:
-                    revision = self._revision(repo, entry.name, entry.size)
-                except OpsError:
-                    readable = False
-            found.append(BackupRow(entry.name, place, info.database, info.created_at,
-                                   entry.size, revision, info.encrypted, readable))
-        return found
+        found = backups(repo, safety=(place == "safety"))
+        todo = [entry for entry, _info in found
+                if (place, entry.name, entry.size) not in self._known]
+        if todo:
+            with ThreadPoolExecutor(min(META_READERS, len(todo))) as pool:
+                described = pool.map(lambda e: self._describe(repo, e), todo)
+                for entry, fields in zip(todo, described, strict=True):
+                    if fields is not None:
+                        self._known[(place, entry.name, entry.size)] = fields
+        rows = []
+        for entry, info in reversed(found):
+            revision, readable = self._known.get((place, entry.name, entry.size), (None, True))
+            rows.append(BackupRow(entry.name, place, info.database, info.created_at,
+                                  entry.size, revision, info.encrypted, readable))
+        return rows
 
-    def _revision(self, repo: LocalRepository, name: str, size: int) -> str | None:
-        key = (str(repo.path), name, size)
-        if key not in self._manifests:
+    @staticmethod
+    def _describe(repo: Repository, entry: Entry) -> tuple[str | None, bool] | None:
+        """(alembic revision, readable), or None when nothing lasting is known yet."""
+        meta = read_meta(repo, entry.name)
+        if meta is not None:
+            revision = meta.get("alembic_revision")
+            return (revision if isinstance(revision, str) else None), True
+        if isinstance(repo, LocalRepository) and not entry.name.endswith(".age"):
             from ..archive import read_manifest
 
-            self._manifests[key] = read_manifest(repo.path_of(name)).get("alembic_revision")
-        return self._manifests[key]
+            try:
+                manifest = read_manifest(repo.path_of(entry.name))
+            except OpsError:
+                return None, False
+            return manifest.get("alembic_revision"), True
+        return None  # no sidecar (yet): the revision is unknown without the backup itself
 
-    def path_of(self, place: str, name: str) -> Path:
-        """The file of a listed backup; RepositoryError for anything else."""
+    def check(self, place: str, name: str) -> Repository:
+        """The repository holding the listed backup ``name``; RepositoryError otherwise."""
         repo = self.repos.get(place)
-        if repo is None or parse_backup_name(name) is None:
+        if repo is None or "/" in name or parse_backup_name(name) is None:
             raise RepositoryError(f"{name!r} is not a backup of this server.")
-        path = repo.path_of(name)
-        if not path.is_file():
+        if name not in {e.name for e in repo.list(name)}:
             raise RepositoryError(f"Backup {name} does not exist (any more).")
-        return path
+        return repo
+
+    def open(self, place: str, name: str) -> ReadAt:
+        """A listed backup opened for reading by offset (local file or object store)."""
+        return self.check(place, name).open(name)

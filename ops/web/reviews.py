@@ -1,7 +1,8 @@
 """Restores waiting for their typed confirmation: the prepared plan, its file, who asked.
 
 A review lives until it is restored, cancelled, replaced by a newer one of the same session,
-or left alone for ``ttl_s``; an uploaded file is removed with its review.
+or left alone for ``ttl_s``; its private directory (the uploaded file, a backup downloaded
+from the repository, a decrypted copy) is removed with it.
 """
 
 from __future__ import annotations
@@ -24,21 +25,21 @@ class Review:
     owner: str
     prepared: PreparedRestore
     display_name: str  # the file as the operator knows it
-    upload: Path | None  # an uploaded file to remove afterwards (None: a stored backup)
+    scratch: Path | None  # its private directory, removed afterwards (None: nothing to remove)
     created: float = field(default_factory=time.monotonic)
     busy: bool = False  # a restore of it is running
 
 
 class ReviewStore:
-    def __init__(self, ttl_s: float, discard: Callable[[Path], None]) -> None:
+    def __init__(self, ttl_s: float, remove_dir: Callable[[Path], None]) -> None:
         self.ttl = ttl_s
-        self.discard = discard
+        self.remove_dir = remove_dir
         self._lock = threading.Lock()
         self._reviews: dict[str, Review] = {}
 
     def add(self, owner: str, prepared: PreparedRestore, display_name: str,
-            upload: Path | None) -> Review:
-        review = Review(secrets.token_urlsafe(16), owner, prepared, display_name, upload)
+            scratch: Path | None) -> Review:
+        review = Review(secrets.token_urlsafe(16), owner, prepared, display_name, scratch)
         with self._lock:
             self._expire()
             mine = sorted((r for r in self._reviews.values()
@@ -65,8 +66,8 @@ class ReviewStore:
 
     def _drop(self, review: Review) -> None:
         self._reviews.pop(review.id, None)
-        if review.upload is not None:
-            self.discard(review.upload)
+        if review.scratch is not None:
+            self.remove_dir(review.scratch)
 
     def _expire(self) -> None:
         now = time.monotonic()

@@ -16,8 +16,10 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from ..engine.results import ProgressCallback
 from ..errors import OpsError, RestoreRefused
-from ..jobs.restore import PreparedRestore, confirm, execute, prepare_restore
+from ..interop.detect import AGE_MAGIC
+from ..jobs.restore import PreparedRestore, confirm, execute, prepare_restore, resolve_backup_file
 from ..policy.plan import Plan
+from ..repository.base import Repository
 from ..steps.results import RestoreOutcome
 from .common import (
     CSRF_REFUSED,
@@ -54,34 +56,55 @@ def restore_message(outcome: RestoreOutcome) -> str:
             f"{outcome.row_check}).{safety}")
 
 
-def _prepare(st: WebState, path: Path) -> tuple[PreparedRestore | None, Plan | None]:
-    """The prepared restore, or — when the plan refuses — the plan to show its refusals."""
+NO_IDENTITY = (
+    "Backup {name} is age-encrypted and this server has no identity to open it (start mmops "
+    "web with AGE_IDENTITY=FILE, or restore it with mmops restore --identity FILE); nothing "
+    "was changed."
+)
+UPLOAD_NO_IDENTITY = (
+    "{name} is age-encrypted; decrypt it first (age -d -i KEY {name}) or start mmops web with "
+    "AGE_IDENTITY=FILE; nothing was changed."
+)
+
+
+def _is_age(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(len(AGE_MAGIC)) == AGE_MAGIC
+
+
+def _prepare(st: WebState, spec: str, repo: Repository, scratch: Path
+             ) -> tuple[PreparedRestore | None, Plan | None]:
+    """The prepared restore, or — when the plan refuses — the plan to show its refusals.
+
+    ``spec`` is a backup's name in ``repo`` or an uploaded file's path; the jobs layer fetches
+    an object-store backup into ``scratch`` and decrypts an ``.age`` one there (AGE_IDENTITY).
+    """
+    path = resolve_backup_file(spec, repo, st.settings.database_url.database,
+                               workdir=scratch, identity=st.settings.identity)
     try:
-        return prepare_restore(st.transport, str(path), st.repo), None
+        return prepare_restore(st.transport, str(path), repo), None
     except RestoreRefused:
         # Built again with the refusals overridden only to show them; never executed.
-        shown = prepare_restore(st.transport, str(path), st.repo, force=True)
+        shown = prepare_restore(st.transport, str(path), repo, force=True)
         return None, shown.plan
 
 
-async def _review(request: Request, session: Session, path: Path, display: str,
-                  upload: Path | None) -> Response:
+async def _review(request: Request, session: Session, spec: str, repo: Repository,
+                  display: str, scratch: Path) -> Response:
     st = web(request)
     try:
-        prepared, refused = await run_in_threadpool(_prepare, st, path)
+        prepared, refused = await run_in_threadpool(_prepare, st, spec, repo, scratch)
     except OpsError as exc:
-        if upload is not None:
-            st.workspace.discard(upload)
-        # Name the file as the operator knows it, not by its private path on the server.
-        message = str(exc).replace(str(path), display) if upload is not None else str(exc)
+        st.workspace.remove_dir(scratch)
+        # Name the file as the operator knows it, never by its private path on the server.
+        message = str(exc).replace(spec, display).replace(f"{scratch}/", "")
         return error_response(request, message, http_status(exc), session)
     if prepared is None:
-        if upload is not None:
-            st.workspace.discard(upload)
+        st.workspace.remove_dir(scratch)
         return render(request, "review.html", {"plan": refused, "refused": True,
                                                "file_name": display, "modes": MODES},
                       status_code=409, session=session)
-    review = st.reviews.add(session.id, prepared, display, upload)
+    review = st.reviews.add(session.id, prepared, display, scratch)
     return RedirectResponse(url(request, "review", review_id=review.id), status_code=303)
 
 
@@ -103,17 +126,28 @@ async def upload(request: Request, session: Session) -> Response:
             return error_response(request, CSRF_REFUSED, 403, session)
         return error_response(request, "Choose a backup file first; nothing was changed.", 400,
                               session)
-    return await _review(request, session, received.path, received.filename, received.path)
+    path, scratch = received.path, received.path.parent
+    if await run_in_threadpool(_is_age, path):
+        if not st.settings.identity:
+            st.workspace.remove_dir(scratch)
+            return error_response(request, UPLOAD_NO_IDENTITY.format(name=received.filename),
+                                  409, session)
+        if path.suffix != ".age":  # decrypted by its name, as every .mmops.age is
+            path = path.rename(path.with_name(path.name + ".age"))
+    return await _review(request, session, str(path), st.staging, received.filename, scratch)
 
 
 @signed_in
 async def restore_stored(request: Request, session: Session) -> Response:
+    st = web(request)
     form = await checked_form(request, session)
     if form is None:
         return error_response(request, CSRF_REFUSED, 403, session)
     name = form.get("name", "")
-    path = web(request).catalog.path_of(form.get("place", ""), name)
-    return await _review(request, session, path, name, None)
+    repo = await run_in_threadpool(st.catalog.check, form.get("place", ""), name)
+    if name.endswith(".age") and not st.settings.identity:
+        return error_response(request, NO_IDENTITY.format(name=name), 409, session)
+    return await _review(request, session, name, repo, name, st.workspace.new_dir())
 
 
 def _review_or_none(request: Request, session: Session) -> Review | None:

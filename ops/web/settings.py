@@ -31,6 +31,11 @@ class WebSettings:
     secure_cookies: bool = True  # False only when bound to loopback
     idle_timeout_s: float = 15 * 60
     backup_dir: Path | None = None  # None: backups live in the private work dir while we run
+    repo: str | None = None  # REPO: a directory, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX
+    # Storage settings from REPO_ENV_FILE (AWS_* keys, ...), over this process's environment.
+    storage_env: dict[str, str] = field(default_factory=dict, repr=False)
+    encrypt_to: str | None = None  # ENCRYPT_TO: age recipients (public keys only)
+    identity: str | None = None  # AGE_IDENTITY: the identity *file* that opens .mmops.age
     tmp_root: Path | None = None  # where the private work dir is made (default: $TMPDIR)
     trust_header: str | None = None  # e.g. X-Forwarded-User set by an authenticating proxy
     trusted_proxies: frozenset[str] = frozenset()  # addresses allowed to set trust_header

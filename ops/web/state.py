@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..repository.base import Repository
 from ..repository.local import LocalRepository
+from ..steps.publish import PublishRequest
 from ..transport.direct import DirectTransport
-from .backups import BackupCatalog, open_backup_repository, safety_repository
+from .backups import (
+    BackupCatalog,
+    open_backup_repository,
+    publish_request,
+    safety_repository,
+    staging_repository,
+)
 from .ratelimit import LoginLimiter
 from .reviews import ReviewStore
 from .runner import JobRunner
@@ -19,7 +27,9 @@ from .workspace import Workspace
 class WebState:
     settings: WebSettings
     workspace: Workspace
-    repo: LocalRepository
+    staging: LocalRepository  # where backups are taken (safety/ below it)
+    repo: Repository  # where they are stored and listed from (the staging dir or --repo)
+    publish: PublishRequest | None  # how a new backup gets from staging into repo
     catalog: BackupCatalog
     transport: DirectTransport
     sessions: SessionStore
@@ -30,15 +40,17 @@ class WebState:
     @classmethod
     def create(cls, settings: WebSettings) -> WebState:
         workspace = Workspace(settings.tmp_root)
-        repo = open_backup_repository(settings, workspace)
+        staging = staging_repository(settings, workspace)
+        repo = open_backup_repository(settings, staging)
         # The same direct transport as `mmops restore`: safety backups in <backups>/safety.
-        transport = DirectTransport(settings.database_url, safety_repository(repo).path)
+        transport = DirectTransport(settings.database_url, safety_repository(staging).path)
         return cls(
-            settings=settings, workspace=workspace, repo=repo, catalog=BackupCatalog(repo),
+            settings=settings, workspace=workspace, staging=staging, repo=repo,
+            publish=publish_request(settings, staging), catalog=BackupCatalog(repo, staging),
             transport=transport,
             sessions=SessionStore(settings.secret_key, settings.idle_timeout_s),
             limiter=LoginLimiter(settings.login_failures_allowed, settings.login_window_s),
-            runner=JobRunner(), reviews=ReviewStore(settings.review_ttl_s, workspace.discard),
+            runner=JobRunner(), reviews=ReviewStore(settings.review_ttl_s, workspace.remove_dir),
         )
 
     def close(self) -> None:

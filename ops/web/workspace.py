@@ -35,12 +35,17 @@ class Workspace:
         path.mkdir(mode=0o700, exist_ok=True)
         return path
 
+    def new_dir(self) -> Path:
+        """A fresh private 0700 directory for one restore's files (an upload, a download from
+        the repository, a decrypted copy), removed with ``remove_dir``."""
+        holder = self.subdir("uploads") / secrets.token_hex(12)
+        holder.mkdir(mode=0o700)
+        return holder
+
     def new_file(self, display_name: str) -> Path:
         """A new empty 0600 file named ``display_name`` in its own fresh 0700 directory (so
         messages about it name the user's file, and two uploads never collide)."""
-        holder = self.subdir("uploads") / secrets.token_hex(12)
-        holder.mkdir(mode=0o700)
-        path = holder / safe_file_name(display_name)
+        path = self.new_dir() / safe_file_name(display_name)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         os.close(fd)
         return path
@@ -49,6 +54,11 @@ class Workspace:
     def discard(path: Path) -> None:
         """Remove a file made by ``new_file`` and its directory."""
         shutil.rmtree(path.parent, ignore_errors=True)
+
+    @staticmethod
+    def remove_dir(path: Path) -> None:
+        """Remove a directory made by ``new_dir`` with everything in it."""
+        shutil.rmtree(path, ignore_errors=True)
 
     def close(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

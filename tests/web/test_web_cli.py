@@ -51,3 +51,23 @@ def test_the_proxy_user_header_signs_in_only_from_a_trusted_proxy(
     with TestClient(create_app(untrusted)) as c:
         r = c.get("/", headers={"X-Forwarded-User": "alice"}, follow_redirects=False)
         assert r.status_code == 303
+
+
+def test_web_refuses_a_bad_repository_recipient_identity_or_storage_file_before_serving(
+        app_db: DbUrl, tmp_path) -> None:
+    secret = "wJalrXUtnFEMI-not-a-real-secret"
+    r = mmops("web", "--repo", f"s3://AKIA:{secret}@bucket/x", url=app_db)
+    assert r.returncode == 2 and "credentials come from the environment" in r.stderr
+    assert secret not in r.stderr
+    r = mmops("web", "--repo", "ftp://host/x", url=app_db)
+    assert r.returncode == 2 and "Unknown repository type ftp://" in r.stderr
+    r = mmops("web", "--repo", "s3://bucket/x", url=app_db,
+              env={"REPO_ENV_FILE": str(tmp_path / "missing.env")})
+    assert r.returncode == 3 and "missing.env does not exist" in r.stderr
+    r = mmops("web", url=app_db, env={"ENCRYPT_TO": "age1notarecipient"})
+    assert r.returncode == 3 and "not a valid age or SSH public key" in r.stderr
+    key = tmp_path / "key.txt"
+    key.write_text("AGE-SECRET-KEY-1MANGLED\n")
+    r = mmops("web", url=app_db, env={"AGE_IDENTITY": str(key)})
+    assert r.returncode == 3 and "is not an age secret key" in r.stderr
+    assert "MANGLED" not in r.stderr
