@@ -1,7 +1,8 @@
-"""The page over a repository (`mmops web --repo R`): a local directory and a real S3 server
-(SeaweedFS). The list comes from the backups' sidecars, downloads stream from the store,
-Create backup publishes there (age-encrypted with ENCRYPT_TO), a list row restores, and an
-encrypted backup needs AGE_IDENTITY on the server — without it nothing changes."""
+"""The page over a repository (`mmops web --repo R`): a local directory, a real S3 server
+(SeaweedFS) and a GCS emulator (fake-gcs-server). The list comes from the backups' sidecars,
+downloads stream from the store, Create backup publishes there (age-encrypted with
+ENCRYPT_TO), a list row restores, and an encrypted backup needs AGE_IDENTITY on the server —
+without it nothing changes."""
 
 from __future__ import annotations
 
@@ -51,12 +52,16 @@ def age_key(tmp_path: Path) -> tuple[Path, str]:
     return key, generate_identity(key)
 
 
-@pytest.fixture(params=["dir", "s3"])
+@pytest.fixture(params=["dir", "s3", "gs"])
 def repo(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, str]]:
-    """(REPO, its storage settings): a local directory, or a fresh SeaweedFS bucket."""
+    """(REPO, its storage settings): a local directory, a fresh SeaweedFS bucket or a fresh
+    fake-gcs-server bucket."""
     if request.param == "dir":
         return str(tmp_path / "repo"), {}
     request.applymarker(pytest.mark.storage)
+    if request.param == "gs":
+        fake_gcs = request.getfixturevalue("fake_gcs")
+        return f"gs://{request.getfixturevalue('gcs_bucket')}/db", fake_gcs.environ()
     seaweed = request.getfixturevalue("seaweed")
     bucket = request.getfixturevalue("s3_bucket")
     return f"s3://{bucket}/db", seaweed.environ()
