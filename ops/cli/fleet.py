@@ -88,11 +88,13 @@ def render_summary(result: FleetResult) -> None:
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    console = Console(width=None if sys.stdout.isatty() else 160, highlight=False,
-                      soft_wrap=False)
-    table = Table(title=f"mmops fleet {result.command} — {result.inventory}",
-                  box=box.SIMPLE_HEAD, title_justify="left")
+    tty = sys.stdout.isatty()
+    # Piped (make's output, CI logs, scripts): never fold a path or an error over two lines.
+    console = Console(width=None if tty else 10_000, highlight=False, soft_wrap=False)
+    table = Table(title=f"mmops fleet {result.command}", box=box.SIMPLE_HEAD,
+                  title_justify="left")
     for name, justify in (("host", "left"), ("result", "left"), ("size", "right"),
                           ("duration", "right"), ("detail", "left")):
         table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
@@ -100,19 +102,20 @@ def render_summary(result: FleetResult) -> None:
               "not started": "dim"}
     for h in result.hosts:
         word = h.result + (f" ({h.exit_code})" if h.result == "failed" else "")
-        table.add_row(
-            h.name,
-            f"[{styles[h.result]}]{word}[/]",
+        table.add_row(  # Text, not markup: an error or a path may hold "[...]"
+            Text(h.name),
+            Text(word, style=styles[h.result]),
             human_size(h.size_bytes) if h.size_bytes is not None else "-",
             f"{h.duration_s:.1f}s" if h.duration_s is not None else "-",
-            h.detail or "-",
+            Text(h.detail or "-"),
         )
-    console.print(table)
-    console.print(f"{result.count('ok')} ok, {result.count('failed')} failed"
-                  + (f", {result.count('interrupted')} interrupted, "
-                     f"{result.count('not started')} not started" if result.interrupted else "")
-                  + f" (at most {result.parallel} at once); logs in {result.log_dir}",
-                  markup=False)
+    with console.capture() as captured:
+        console.print(table)
+    click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()), color=tty)
+    click.echo(f"{result.inventory}: {result.count('ok')} ok, {result.count('failed')} failed"
+               + (f", {result.count('interrupted')} interrupted, "
+                  f"{result.count('not started')} not started" if result.interrupted else "")
+               + f" (at most {result.parallel} at once); logs in {result.log_dir}")
 
 
 def _command(name: str, doc: str) -> click.Command:
