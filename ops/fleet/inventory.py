@@ -14,7 +14,8 @@ Keys are the Make variables' names in lower case (``env_file`` for ``ENV_FILE``;
 over the command line's environment. A ``repo`` or ``backup_dir`` that does not come from the
 host's own table gets ``/<name>`` appended, so two hosts never share one prefix (retention
 works per database name, and two hosts' databases may share one). No key holds a secret:
-storage keys stay in the environment (``AWS_*``, ...), database URLs in each server's ENV_FILE.
+storage keys and NOTIFY stay in the environment (``AWS_*``, ...), database URLs in each server's
+ENV_FILE; a key that looks like one is refused with that said.
 
 Every problem is one :class:`ConfigError` sentence naming the file, the line and the key.
 """
@@ -66,6 +67,7 @@ KEYS: dict[str, Key] = {
     "randomized_delay": Key("RANDOMIZED_DELAY", str),
     "stall": Key("STALL", float),
     "scheduler": Key("SCHEDULER", str),
+    "test_restore": Key("TEST_RESTORE", str),
     "aws_profile": Key("AWS_PROFILE", str),
     "aws_region": Key("AWS_REGION", str),
     "aws_endpoint_url": Key("AWS_ENDPOINT_URL", str),
@@ -177,9 +179,11 @@ class _Checker:
             spec = KEYS.get(key.lower())
             if spec is None:
                 near = difflib.get_close_matches(key.lower(), KEYS, n=1)
-                hint = f" (did you mean {near[0]!r}?)" if near else (
-                    " (storage keys belong in the environment)" if "secret" in key.lower()
-                    or "password" in key.lower() else "")
+                secret = any(w in key.lower() for w in ("secret", "password", "token", "key_id",
+                                                        "notify", "database_url"))
+                hint = (" (secrets — storage keys, NOTIFY, DATABASE_URL — stay in the "
+                        "environment or the server's env files, never in an inventory)"
+                        if secret else f" (did you mean {near[0]!r}?)" if near else "")
                 raise self.fail(table, key, f"unknown key {key!r} in [{table}]{hint}.")
             out[key.lower()] = self._typed(table, key, value, spec.kind)
         return out

@@ -240,3 +240,54 @@ def test_schedule_and_schedule_status_through_make_on_every_host(
         tab = subprocess.run(["crontab", "-l", "-u", f.servers[name].user], capture_output=True,
                              text=True).stdout
         assert "scheduled-backup" not in tab
+
+
+def _argv_holding(secret: str, hits: list[str], stop: threading.Event) -> None:
+    """Sample every process's command line (laptop and, here, the servers' too) for ``secret``."""
+    while not stop.is_set():
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if secret in text:
+                hits.append(text)
+        time.sleep(0.02)
+
+
+@pytest.mark.storage
+def test_a_shared_s3_repo_gets_one_prefix_per_host_and_its_keys_stay_off_every_command_line(
+    fleet_hosts: FleetHosts, fleet_setup: subprocess.CompletedProcess[str], tmp_path: Path,
+    seaweed: Any, s3_bucket: str,
+) -> None:
+    f = fleet_hosts
+    inv = f.inventory(
+        f'repo = "s3://{s3_bucket}/markdown"\nkeep = "last=3"\n\n'
+        f'[hosts.alpha]\nhost = "fleet-alpha"\nenv_file = "{f.env_file("alpha")}"\n'
+        f'[hosts.bravo]\nhost = "fleet-bravo"\nenv_file = "{f.env_file("bravo")}"\n',
+        name="s3.toml")
+    storage = seaweed.environ()
+    secret = storage["AWS_SECRET_ACCESS_KEY"]
+    hits: list[str] = []
+    stop = threading.Event()
+    sampler = threading.Thread(target=_argv_holding, args=(secret, hits, stop))
+    sampler.start()
+    try:
+        res = f.run("backup", "--hosts", str(inv), "--log-dir", str(tmp_path / "logs"),
+                    BACKUP_DIR=str(tmp_path / "backups"), **storage)
+    finally:
+        stop.set()
+        sampler.join()
+    print(res.stdout)
+    assert res.returncode == 0, res.stdout + res.stderr
+    keys = sorted(o["Key"] for o in seaweed.client().list_objects_v2(
+        Bucket=s3_bucket).get("Contents", []))
+    for name in ("alpha", "bravo"):
+        mine = [k for k in keys if k.startswith(f"markdown/{name}/") and k.endswith(".mmops")]
+        assert len(mine) == 1, keys
+        assert f"s3://{s3_bucket}/{mine[0]}" in _row(res.stdout, name)
+        assert not (tmp_path / "backups" / name).exists() or not list(
+            (tmp_path / "backups" / name).glob("*.mmops"))  # stored there, not pulled here
+    assert hits == []
+    logs = "".join(p.read_text() for p in (tmp_path / "logs").iterdir())
+    assert secret not in res.stdout + res.stderr + logs

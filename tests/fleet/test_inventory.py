@@ -74,8 +74,13 @@ repo = "s3://acme/b-only"
     ("[hosts.a]\nhost = 'x'\n\n[hosts.b]\nenv_fle = '/x'\n",
      "inventory.toml:5: unknown key 'env_fle' in [hosts.b] (did you mean 'env_file'?)."),
     ("[defaults]\nrepo = 's3://x/y'\naws_secret_access_key = 'k'\n[hosts.a]\n",
-     "inventory.toml:3: unknown key 'aws_secret_access_key' in [defaults] (storage keys belong "
-     "in the environment)."),
+     "inventory.toml:3: unknown key 'aws_secret_access_key' in [defaults] (secrets — storage "
+     "keys, NOTIFY, DATABASE_URL — stay in the environment or the server's env files, never in "
+     "an inventory)."),
+    ("[hosts.a]\nnotify = 'slack://token'\n",
+     "inventory.toml:2: unknown key 'notify' in [hosts.a] (secrets — storage keys, NOTIFY, "
+     "DATABASE_URL — stay in the environment or the server's env files, never in an "
+     "inventory)."),
     ("[hosts.a]\nlock_days = '7'\n",
      "inventory.toml:2: 'lock_days' in [hosts.a] must be an integer, not str."),
     ("[hosts.a]\nkeep_local = 'yes'\n",
