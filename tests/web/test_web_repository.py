@@ -286,3 +286,47 @@ def test_an_uploaded_age_file_restores_with_an_identity_and_is_refused_without(
                                                  "confirm_name": app_db.database})
         assert "Restore finished" in done.text, done.text
     assert fingerprint(app_db) == before
+
+
+@pytest.mark.storage
+def test_a_wrong_storage_secret_or_identity_is_one_sentence_and_changes_nothing(
+        client_for, app_db: DbUrl, web_settings: WebSettings, seaweed, s3_bucket: str,
+        age_key: tuple[Path, str], tmp_path: Path) -> None:
+    _key, recipient = age_key
+    where = f"s3://{s3_bucket}/db"
+    wrong = seaweed.environ(AWS_SECRET_ACCESS_KEY="not-the-secret-" + "x" * 20)
+    before = fingerprint(app_db)
+    with client_for(settings_for(web_settings, where, wrong, encrypt_to=recipient)) as c:
+        csrf = sign_in(c)
+        page = c.get("/")
+        assert page.status_code == 200 and 'role="alert"' in page.text
+        assert "Create backup" in page.text and "Traceback" not in page.text
+        r = c.post("/backups", data={"csrf_token": csrf})
+        assert r.status_code >= 400 and 'role="alert"' in r.text and s3_bucket in r.text
+        for text in (page.text, r.text):
+            assert wrong["AWS_SECRET_ACCESS_KEY"] not in text
+            assert seaweed.secret_key not in text
+        # the failed upload left no plain copy behind
+        assert list(web_settings.tmp_root.rglob("*.mmops")) == []  # type: ignore[union-attr]
+    assert stored_names(where, seaweed.environ()) == []
+
+    other = tmp_path / "other-key.txt"
+    generate_identity(other)
+    settings = settings_for(web_settings, where, seaweed.environ(), encrypt_to=recipient)
+    with client_for(settings) as c:
+        csrf = sign_in(c)
+        r = c.post("/backups", data={"csrf_token": csrf})
+        name = re.search(r'filename="([^"]+)"', r.headers["content-disposition"]).group(1)
+    execute(app_db, "DELETE FROM document_recovery")
+    changed = fingerprint(app_db)
+    assert changed != before
+    with client_for(replace(settings, identity=str(other))) as c:
+        csrf = sign_in(c)
+        r = c.post("/restore/stored", data={"csrf_token": csrf, "place": "backups",
+                                            "name": name})
+        text = html.unescape(r.text)
+        assert r.status_code >= 400 and "does not match any recipient" in text, text
+        assert "Traceback" not in text and str(web_settings.tmp_root) not in text
+        work = c.app.state.web.workspace.path  # type: ignore[attr-defined]
+        assert list((work / "uploads").glob("*")) == []
+    assert fingerprint(app_db) == changed
