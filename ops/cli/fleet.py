@@ -129,11 +129,15 @@ def _command(name: str, doc: str) -> click.Command:
 
 
 for _name, _doc in (
-    ("setup", "`mmops remote setup` on every host (make setup-remote-ops HOSTS=…)."),
-    ("backup", "`mmops remote backup` on every host (make db-backup-ops HOSTS=…); a shared "
-     "BACKUP_DIR or REPO gets one subdirectory / prefix per host."),
-    ("schedule", "`mmops schedule install` on every host (make schedule-ops HOSTS=…)."),
-    ("schedule-status", "`mmops schedule status` on every host (make schedule-status HOSTS=…)."),
-    ("unschedule", "`mmops schedule remove` on every host (make unschedule-ops HOSTS=…)."),
+    ("setup", "Provision every host (`mmops remote setup` on each; make setup-remote-ops "
+     "HOSTS=…)."),
+    ("backup", "Back up every host (`mmops remote backup` on each; make db-backup-ops HOSTS=…); "
+     "a shared BACKUP_DIR or REPO gets one subdirectory / prefix per host."),
+    ("schedule", "Schedule backups on every host (`mmops schedule install` on each; make "
+     "schedule-ops HOSTS=…)."),
+    ("schedule-status", "Show every host's schedule (`mmops schedule status` on each; make "
+     "schedule-status HOSTS=…)."),
+    ("unschedule", "Remove every host's schedule (`mmops schedule remove` on each; make "
+     "unschedule-ops HOSTS=…)."),
 ):
     fleet.add_command(_command(_name, _doc))

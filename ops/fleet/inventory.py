@@ -225,8 +225,9 @@ class _Checker:
             if key in own:
                 continue
             env = KEYS[key].env
-            shared = settings.get(env) or self.environ.get(env) or (
-                DEFAULT_BACKUP_DIR if key == "backup_dir" else "")
+            shared = (settings.get(env) or self.environ.get(env)
+                      or (self.environ.get("MMOPS_REPO") if key == "repo" else None)
+                      or (DEFAULT_BACKUP_DIR if key == "backup_dir" else ""))
             if shared:
                 settings[env] = shared.rstrip("/") + "/" + name
         return FleetHost(name=name, host=settings["HOST"], settings=settings,

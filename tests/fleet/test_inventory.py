@@ -65,6 +65,8 @@ repo = "s3://acme/b-only"
     a, b = (h.environment({}) for h in inv.hosts)
     assert a["REPO"] == "s3://acme/markdown/a" and a["BACKUP_DIR"] == "/laptop/backups/a"
     assert b["REPO"] == "s3://acme/b-only" and b["BACKUP_DIR"] == "/data/b-backups"
+    (m,) = load_inventory(_write(tmp_path, "[hosts.m]\n"), {"MMOPS_REPO": "gs://b/p"}).hosts
+    assert m.environment({"MMOPS_REPO": "gs://b/p"})["REPO"] == "gs://b/p/m"  # REPO's alias
     # with nothing anywhere, BACKUP_DIR is ./backups/<name> and REPO stays unset
     (c,) = load_inventory(_write(tmp_path, "[hosts.c]\n"), {}).hosts
     assert c.environment({})["BACKUP_DIR"] == "./backups/c" and "REPO" not in c.settings
