@@ -34,6 +34,24 @@ async function follow(jobUrl, region, button) {
   }
 }
 
+// The backups list as the server now has it (the new backup included), without a reload
+// that would clear the status line.
+async function refreshList() {
+  const list = document.getElementById("backups-list");
+  if (!list) {
+    return;
+  }
+  const response = await fetch(window.location.href, { credentials: "same-origin" });
+  if (!response.ok) {
+    return;
+  }
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  const fresh = page.getElementById("backups-list");
+  if (fresh) {
+    list.replaceWith(document.importNode(fresh, true));
+  }
+}
+
 async function submitJob(event) {
   const form = event.currentTarget;
   const region = form.closest("section").querySelector("[role=status]");
@@ -59,6 +77,7 @@ async function submitJob(event) {
     const job = await follow(answer.job, region, button);
     if (job && job.download_url) {
       window.location.assign(job.download_url);
+      await refreshList();
     }
     if (job && form.dataset.job === "restore") {
       form.remove();
