@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 import zlib
 from typing import Any
 
@@ -111,6 +112,31 @@ def new_compressor(level: int) -> zstandard.ZstdCompressor:
     return zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
 
 
+_per_thread = threading.local()
+
+
+def compress_chunk(raw: bytes | bytearray | memoryview, level: int) -> bytes:
+    """One chunk as one zstd frame, with this thread's (reused) compressor for ``level``.
+
+    A compression context costs more to set up than a small table costs to compress, and
+    python-zstandard's objects must not be shared between threads: one per thread and level.
+    """
+    cache: dict[int, zstandard.ZstdCompressor] | None = getattr(_per_thread, "compressors", None)
+    if cache is None:
+        cache = _per_thread.compressors = {}
+    compressor = cache.get(level)
+    if compressor is None:
+        compressor = cache[level] = new_compressor(level)
+    return compressor.compress(raw)
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    dctx: zstandard.ZstdDecompressor | None = getattr(_per_thread, "decompressor", None)
+    if dctx is None:
+        dctx = _per_thread.decompressor = zstandard.ZstdDecompressor()
+    return dctx
+
+
 def decode_chunk(frame: bytes, limit: int = MAX_CHUNK_SIZE) -> bytes:
     """Decompress one chunk payload, insisting it is exactly one complete, valid zstd frame."""
     if not frame.startswith(ZSTD_MAGIC):
@@ -128,7 +154,7 @@ def decode_chunk(frame: bytes, limit: int = MAX_CHUNK_SIZE) -> bytes:
         out_limit = 1
     else:
         out_limit = size
-    dobj = zstandard.ZstdDecompressor().decompressobj(write_size=out_limit)
+    dobj = _decompressor().decompressobj(write_size=out_limit)
     try:
         raw = dobj.decompress(frame)
     except zstandard.ZstdError as exc:

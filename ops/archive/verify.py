@@ -5,15 +5,18 @@ One sequential pass from the header record to the manifest record does both jobs
 begins once, every chunk belongs to a listed, open member and sits exactly at the offset the
 manifest lists, each member ends with the size and checksum the manifest lists, nothing else
 is in between) and it decompresses every chunk and recomputes every member's sha256.  Reading
-front to back keeps I/O sequential and memory at one chunk.
+front to back keeps I/O sequential; a few chunks are decompressed at once on a small thread pool
+(python-zstandard releases the GIL) and hashed in file order, so memory stays at a few chunks.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import os
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -75,8 +78,8 @@ def verify_archive(source: Source, progress: VerifyProgress | None = None) -> Ve
         else:
             raw = ReadAtStream(source, reader.data_start)
             stream = io.BufferedReader(raw, buffer_size=8 << 20)
-        with stream:
-            _Scan(reader, stream, progress).run()
+        with stream, ThreadPoolExecutor(_THREADS, thread_name_prefix="mmops-verify") as pool:
+            _Scan(reader, stream, progress, pool).run()
         return VerifyReport(
             path=reader.path,
             members=len(reader.members),
@@ -86,11 +89,31 @@ def verify_archive(source: Source, progress: VerifyProgress | None = None) -> Ve
         )
 
 
+_THREADS = min(4, os.cpu_count() or 1)
+
+
+@dataclass
+class _Decoding:
+    """A chunk being decompressed in the pool, checked and hashed once its turn comes."""
+
+    seen: _Seen
+    index: int
+    payload_offset: int
+    length: int
+    raw: Future[bytes]
+
+
 class _Scan:
     def __init__(
-        self, reader: ArchiveReader, stream: BinaryIO, progress: VerifyProgress | None
+        self,
+        reader: ArchiveReader,
+        stream: BinaryIO,
+        progress: VerifyProgress | None,
+        pool: ThreadPoolExecutor,
     ) -> None:
         self.reader = reader
+        self.pool = pool
+        self.decoding: collections.deque[_Decoding] = collections.deque()
         self.path = reader.path
         self.stream = stream
         self.progress = progress
@@ -105,6 +128,17 @@ class _Scan:
         }
 
     def run(self) -> None:
+        try:
+            self._walk()
+        except ArchiveError:
+            # A chunk before the damage may be bad too: report the first problem in file order.
+            self._finish_chunks(0)
+            raise
+        finally:
+            for pending in self.decoding:
+                pending.raw.cancel()
+
+    def _walk(self) -> None:
         pos = self.reader.data_start
         end = self.reader.data_end
         while pos < end:
@@ -124,6 +158,7 @@ class _Scan:
             else:
                 raise self._record_error(pos, f"has the unexpected type {rtype!r}")
             pos = payload_offset + length
+        self._finish_chunks(0)
         for name in self.listed:
             if name not in self.begun:
                 raise corrupt_member(self.path, name, "is listed in the manifest but has no data")
@@ -172,21 +207,33 @@ class _Scan:
         frame = self.stream.read(length)
         if len(frame) != length:
             raise corrupt_member(self.path, info.name, f"chunk {index} is cut short")
-        try:
-            raw = decode_chunk(frame, limit=self.reader.chunk_size)
-        except CorruptChunk as exc:
-            raise corrupt_member(
-                self.path, info.name, f"chunk {index} at offset {payload_offset} {exc}"
-            ) from exc
-        seen.sha.update(raw)
-        seen.raw_size += len(raw)
         seen.next_chunk += 1
-        self.done_stored += length
-        if self.progress is not None:
-            self.progress(self.done_stored, self.total_stored, info.name)
+        raw = self.pool.submit(decode_chunk, frame, self.reader.chunk_size)
+        self.decoding.append(_Decoding(seen, index, payload_offset, length, raw))
+        self._finish_chunks(_THREADS + 1)
+
+    def _finish_chunks(self, keep: int) -> None:
+        """Check and hash decompressed chunks in file order until ``keep`` are in flight."""
+        while self.decoding and (len(self.decoding) > keep or self.decoding[0].raw.done()):
+            chunk = self.decoding.popleft()
+            info = chunk.seen.info
+            try:
+                raw = chunk.raw.result()
+            except CorruptChunk as exc:
+                raise corrupt_member(
+                    self.path, info.name, f"chunk {chunk.index} at offset {chunk.payload_offset} "
+                    f"{exc}"
+                ) from exc
+            chunk.seen.sha.update(raw)
+            chunk.seen.raw_size += len(raw)
+            self.done_stored += chunk.length
+            if self.progress is not None:
+                self.progress(self.done_stored, self.total_stored, info.name)
 
     def _end(self, pos: int, member_id: int, body: dict[str, Any]) -> None:
         seen = self._open_member(pos, member_id)
+        if any(chunk.seen is seen for chunk in self.decoding):
+            self._finish_chunks(0)
         info = seen.info
         if seen.next_chunk != len(info.chunks) or body.get("chunk_count") != len(info.chunks):
             raise corrupt_member(self.path, info.name, "has a different number of chunks")

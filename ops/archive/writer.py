@@ -1,9 +1,12 @@
 """Write a backup file as one sequential stream, from one or several threads.
 
-Parallelism model: every :class:`MemberWriter` buffers and hashes its own raw bytes and
-compresses each full chunk in the *calling* thread (python-zstandard releases the GIL), then
-takes the :class:`ArchiveWriter`'s lock only to append the finished record.  One member is
-written by one thread at a time; different members may be written from different threads.
+Parallelism model: every :class:`MemberWriter` buffers and hashes its own raw bytes (in the
+calling thread) and hands each full chunk to the archive's pool of compression threads
+(python-zstandard releases the GIL), so the chunks of ONE member -- a big table -- compress on
+every core at once; it appends the finished frames in order, taking the :class:`ArchiveWriter`'s
+lock only to append a record.  At most ``compress_threads + 1`` chunks of a member are in
+flight (memory stays bounded); small chunks are compressed in the calling thread.  One member
+is written by one thread at a time; different members may be written from different threads.
 
 Atomicity: the file is created 0600 as ``.<name>.partial-<pid>-<random>`` next to the final
 path and only :meth:`ArchiveWriter.commit` (manifest, trailer, fsync of file and directory) gives
@@ -21,6 +24,7 @@ and abort are the sink's, so the object has its name only once complete there to
 
 from __future__ import annotations
 
+import collections
 import enum
 import errno
 import hashlib
@@ -29,6 +33,7 @@ import os
 import secrets
 import shutil
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -47,8 +52,8 @@ from .format import (
     REC_END,
     REC_HEADER,
     REC_MANIFEST,
+    compress_chunk,
     dump_json,
-    new_compressor,
     pack_fixed_header,
     pack_record_header,
     pack_trailer,
@@ -94,8 +99,9 @@ class _State(enum.Enum):
 class ArchiveWriter:
     """Create one backup file at ``final_path``; use as a context manager.
 
-    ``level`` is the zstd level, ``chunk_size`` the raw bytes per compressed frame (memory per
-    open member is about twice that).
+    ``level`` is the zstd level, ``chunk_size`` the raw bytes per compressed frame,
+    ``compress_threads`` how many chunks compress at once (default: one per CPU, at most 4;
+    memory per open member is about ``compress_threads + 2`` chunks).
     """
 
     def __init__(
@@ -106,6 +112,7 @@ class ArchiveWriter:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         sink: ArchiveSink | None = None,
         name: str | None = None,
+        compress_threads: int | None = None,
     ) -> None:
         if not 0 < chunk_size <= MAX_CHUNK_SIZE:
             raise ValueError(f"chunk_size must be in 1..{MAX_CHUNK_SIZE}, not {chunk_size}")
@@ -113,6 +120,8 @@ class ArchiveWriter:
             raise ValueError("give either final_path or sink")
         self.level = level
         self.chunk_size = chunk_size
+        self.compress_threads = max(1, compress_threads or min(4, os.cpu_count() or 1))
+        self._pool: ThreadPoolExecutor | None = None  # started with the first big chunk
         self._lock = threading.Lock()
         self._state = _State.OPEN
         self._offset = 0
@@ -244,6 +253,7 @@ class ArchiveWriter:
                     if member.info is None:
                         raise RuntimeError(f"member {member.name!r} is still open at commit")
                     infos.append(member.info)
+                self._stop_pool()
                 manifest = dump_json(build_manifest(meta, self.header, infos))
                 manifest_offset = self._append_locked(REC_MANIFEST, 0, manifest)
                 self._write(pack_trailer(manifest_offset, manifest))
@@ -285,6 +295,7 @@ class ArchiveWriter:
             if self._state in (_State.COMMITTED, _State.ABORTED):
                 return
             self._state = _State.ABORTED
+            self._stop_pool()
             if self._sink_raw is not None:
                 self._sink_raw.discarded = True  # closing must not push the buffer on
                 try:
@@ -302,6 +313,22 @@ class ArchiveWriter:
                 pass
 
     # -- used by MemberWriter ----------------------------------------------------------------
+
+    def _compress_async(self, raw: bytes | bytearray | memoryview) -> Future[bytes]:
+        """Compress ``raw`` (which must not change until the future is done) in the pool."""
+        with self._lock:
+            self._check_open_locked()
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    self.compress_threads, thread_name_prefix="mmops-compress"
+                )
+            return self._pool.submit(compress_chunk, raw, self.level)
+
+    def _stop_pool(self) -> None:
+        """Called under the lock at commit/abort: pending compressions are dropped."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def _append(self, rtype: bytes, member_id: int, payload: bytes) -> int:
         """Append one record; return the file offset of its payload."""
@@ -371,12 +398,13 @@ class MemberWriter:
         self.name = name
         self.kind = kind
         self.info: MemberInfo | None = None
-        self._chunk_size = archive.chunk_size
-        self._compressor = new_compressor(archive.level)
+        self.chunk_size = archive.chunk_size
         self._buffer = bytearray()
         self._sha = hashlib.sha256()
         self._raw_size = 0
         self._chunks: list[tuple[int, int]] = []
+        # Frames being compressed in the pool, oldest first; appended to the file in order.
+        self._pending: collections.deque[Future[bytes]] = collections.deque()
 
     def __enter__(self) -> MemberWriter:
         return self
@@ -391,13 +419,17 @@ class MemberWriter:
             self.close()
 
     def write(self, raw: bytes | bytearray | memoryview) -> None:
-        """Add raw bytes; each full chunk is compressed here, in the calling thread."""
+        """Add raw bytes; full chunks go to the compression pool (waits when too many are).
+
+        Whole chunks of an immutable ``bytes`` buffer are compressed without a copy, so the
+        caller need not keep it; a mutable buffer's bytes are copied first.
+        """
         if self.info is not None:
             raise ValueError(f"member {self.name!r} is already closed")
         view = memoryview(raw).cast("B")
         self._sha.update(view)
         self._raw_size += len(view)
-        size = self._chunk_size
+        size = self.chunk_size
         if self._buffer:
             take = size - len(self._buffer)
             self._buffer += view[:take]
@@ -406,8 +438,9 @@ class MemberWriter:
                 return
             self._emit(self._buffer)
             self._buffer = bytearray()
-        while len(view) >= size:  # whole chunks straight from the caller's buffer, no copy
-            self._emit(view[:size])
+        while len(view) >= size:  # whole chunks straight from the caller's buffer
+            chunk = view[:size]
+            self._emit(chunk if chunk.readonly else bytes(chunk))
             view = view[size:]
         if view:
             self._buffer += view
@@ -419,6 +452,7 @@ class MemberWriter:
         if self._buffer:
             self._emit(self._buffer)
             self._buffer = bytearray()
+        self._drain(0)
         digest = self._sha.hexdigest()
         end = {"raw_size": self._raw_size, "sha256": digest, "chunk_count": len(self._chunks)}
         self._archive._append(REC_END, self.member_id, dump_json(end))
@@ -433,11 +467,29 @@ class MemberWriter:
         return self.info
 
     def _emit(self, raw: bytes | bytearray | memoryview) -> None:
-        frame = self._compressor.compress(raw)  # outside the lock: this is the parallel part
+        """Compress one chunk (``raw`` is not changed afterwards by this writer)."""
+        if len(raw) < _INLINE_BYTES and not self._pending:
+            # A small table's only chunk: a thread hop would cost more than compressing it.
+            self._append_frame(compress_chunk(raw, self._archive.level))
+            return
+        self._pending.append(self._archive._compress_async(raw))
+        self._drain(self._archive.compress_threads + 1)
+
+    def _drain(self, keep: int) -> None:
+        """Append finished frames in order; wait until at most ``keep`` are in flight."""
+        pending = self._pending
+        while pending and (len(pending) > keep or pending[0].done()):
+            future = pending.popleft()
+            if future.cancelled():  # the archive was aborted meanwhile
+                self._archive._append(REC_CHUNK, self.member_id, b"")  # raises "aborted"
+            self._append_frame(future.result())
+
+    def _append_frame(self, frame: bytes) -> None:
         offset = self._archive._append(REC_CHUNK, self.member_id, frame)
         self._chunks.append((offset, len(frame)))
 
 
+_INLINE_BYTES = 64 << 10
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 

@@ -1,4 +1,9 @@
-"""Stream one table out with COPY (text format) into an archive member, compressing in a thread."""
+"""Stream one table out with COPY (text format) into an archive member.
+
+The COPY stream arrives in pieces of up to 256 KiB; they are joined into whole chunks (one copy)
+and handed to the member, whose compression runs on the archive's thread pool, so a big table
+is compressed on every core while the next chunk is being received.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,6 @@ import asyncpg
 from ..archive import MemberInfo, MemberWriter
 from .catalog import TableDef
 
-FLUSH_BYTES = 4 << 20  # hand the compressor 4 MiB at a time: few thread hops, bounded memory
-
 
 async def copy_table_out(
     conn: asyncpg.Connection,
@@ -19,25 +22,37 @@ async def copy_table_out(
     member: MemberWriter,
     on_bytes: Callable[[int], None] | None = None,
 ) -> tuple[int, MemberInfo]:
-    """COPY ``table`` into ``member``; returns (rows, member info). Memory stays ~2×FLUSH_BYTES."""
-    buf = bytearray()
+    """COPY ``table`` into ``member``; returns (rows, member info).
+
+    Memory stays at a few chunks: at most one ``member.write`` in flight per table, and the
+    member bounds its own compressions in flight.
+    """
+    pieces: list[bytes] = []
+    held = 0
+    chunk = member.chunk_size
     pending: asyncio.Future[None] | None = None
     loop = asyncio.get_running_loop()
 
-    async def flush(data: bytes) -> None:
+    async def flush(data: memoryview) -> None:
         nonlocal pending
         if pending is not None:
-            await pending  # keep at most one compression in flight per table
+            await pending  # one write in flight per table: backpressure on the COPY
         pending = loop.run_in_executor(None, member.write, data)
 
-    async def sink(chunk: bytes) -> None:
-        buf.extend(chunk)
+    async def sink(piece: bytes) -> None:
+        nonlocal held
+        pieces.append(piece)
+        held += len(piece)
         if on_bytes is not None:
-            on_bytes(len(chunk))
-        if len(buf) >= FLUSH_BYTES:
-            data = bytes(buf)
-            buf.clear()
-            await flush(data)
+            on_bytes(len(piece))
+        if held >= chunk:
+            data = b"".join(pieces)  # immutable: the member compresses slices of it, no copy
+            whole = len(data) - len(data) % chunk
+            pieces.clear()
+            held = len(data) - whole
+            if held:
+                pieces.append(data[whole:])
+            await flush(memoryview(data)[:whole])
 
     # A table whose only columns are generated (or none at all) is copied without a column
     # list: COPY then emits one empty line per row, which COPY FROM reads back.
@@ -49,9 +64,17 @@ async def copy_table_out(
         format="text",
     )
     rows = int(status.split()[-1]) if status else 0
-    if buf:
-        await flush(bytes(buf))
     if pending is not None:
         await pending
+    rest = b"".join(pieces)
+    if pending is None and len(rest) <= _INLINE_BYTES:
+        # A small table: writing and closing here costs less than two thread hops.
+        member.write(rest)
+        return rows, member.close()
+    if rest:
+        await loop.run_in_executor(None, member.write, rest)
     info = await loop.run_in_executor(None, member.close)
     return rows, info
+
+
+_INLINE_BYTES = 64 << 10

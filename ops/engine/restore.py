@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -380,16 +381,36 @@ $mmops$
 
 
 async def _member_chunks(reader: ArchiveReader, name: str) -> AsyncIterator[bytes]:
-    """Decompress a member in a worker thread, one chunk at a time (checksums verified)."""
-    loop = asyncio.get_running_loop()
+    """Decompress a member one chunk at a time (checksums verified), the next chunk in a worker
+    thread while this one is sent, so the server does not wait for the client between chunks.
+    A small member is decompressed right here: a thread hop would cost more."""
     it = reader.iter_member(name)
+    if reader.member(name).raw_size <= _INLINE_BYTES:
+        for chunk in it:
+            if chunk:
+                yield chunk
+        return
+    loop = asyncio.get_running_loop()
     sentinel = b""
-    while True:
-        chunk = await loop.run_in_executor(None, next, it, sentinel)
-        if chunk is sentinel:
-            return
-        if chunk:
-            yield chunk
+    ahead = loop.run_in_executor(None, next, it, sentinel)
+    try:
+        while True:
+            chunk = await ahead
+            if chunk is sentinel:
+                return
+            ahead = loop.run_in_executor(None, next, it, sentinel)
+            if chunk:
+                yield chunk
+    finally:
+        if not ahead.done():
+            # Stopped early (a failed COPY): let the read in flight end before the file closes.
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(ahead)
+        elif not ahead.cancelled():
+            ahead.exception()  # retrieved: an abandoned read's error is not "never retrieved"
+
+
+_INLINE_BYTES = 64 << 10
 
 
 async def _load_data(
