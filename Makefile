@@ -77,7 +77,12 @@ setup-remote-ops: $(REMOTE_NEEDS)
 db-backup-ops: $(REMOTE_NEEDS)
 	$(BIN)/mmops $(if $(HOSTS),fleet backup,remote backup)
 
+# With HOSTS (an inventory) but no HOST these would fall back to the sandbox: they work on one
+# host, so say so instead.
+ONE_HOST = @test -z "$(HOSTS)" -o -n "$(HOST)" || { echo "make $@ works on one host: set HOST=... (HOSTS= is for setup-remote-ops, db-backup-ops and the schedule targets)" >&2; exit 2; }
+
 db-restore-ops: $(REMOTE_NEEDS)
+	$(ONE_HOST)
 	@test -n "$(BACKUP)" || { echo "usage: make db-restore-ops BACKUP=backups/FILE.mmops|old.json|dump.sql (or BACKUP=latest)" >&2; exit 2; }
 	$(BIN)/mmops remote restore
 
@@ -86,20 +91,22 @@ db-restore-ops: $(REMOTE_NEEDS)
 .PHONY: db-backup-ssh db-restore-ssh
 
 db-backup-ssh: $(REMOTE_NEEDS)
+	$(ONE_HOST)
 	$(BIN)/mmops tunnel backup
 
 db-restore-ssh: $(REMOTE_NEEDS)
+	$(ONE_HOST)
 	@test -n "$(BACKUP)" || { echo "usage: make db-restore-ssh BACKUP=backups/FILE.mmops|old.json|dump.sql (or BACKUP=latest)" >&2; exit 2; }
 	$(BIN)/mmops tunnel restore
 
 # Sandbox + setup + backup + a visible change + restore (YES=1) + a check that the data is back.
 demo: $(STAMP)
 	@$(MAKE) --no-print-directory sandbox
-	@$(MAKE) --no-print-directory setup-remote-ops HOST= ENV_FILE=
+	@$(MAKE) --no-print-directory setup-remote-ops HOST= HOSTS= ENV_FILE=
 	@$(BIN)/mmops remote demo-step snapshot
-	@$(MAKE) --no-print-directory db-backup-ops HOST= ENV_FILE=
+	@$(MAKE) --no-print-directory db-backup-ops HOST= HOSTS= ENV_FILE=
 	@$(BIN)/mmops remote demo-step change
-	@$(MAKE) --no-print-directory db-restore-ops HOST= ENV_FILE= BACKUP=latest YES=1
+	@$(MAKE) --no-print-directory db-restore-ops HOST= HOSTS= ENV_FILE= BACKUP=latest YES=1
 	@$(BIN)/mmops remote demo-step check
 
 # The Database Management page (mmops web) against the sandbox's database, read from the

@@ -3,6 +3,7 @@ one-sentence errors naming file, line and key — through the real CLI for the e
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -142,7 +143,7 @@ def test_cli_missing_inventory_exits_2(tmp_path: Path) -> None:
 
 def test_cli_schedule_needs_a_repo_for_every_host_before_anything_runs(tmp_path: Path) -> None:
     path = _write(tmp_path, "[hosts.a]\nrepo = '/srv/backups'\n[hosts.b]\n")
-    env = {k: v for k, v in __import__("os").environ.items() if k not in ("REPO", "MMOPS_REPO")}
+    env = {k: v for k, v in os.environ.items() if k not in ("REPO", "MMOPS_REPO")}
     res = _cli("schedule", "--hosts", str(path), "--log-dir", str(tmp_path / "logs"), env=env)
     assert res.returncode == 3
     assert res.stderr.strip().splitlines() == [
@@ -160,3 +161,16 @@ def test_make_target_with_hosts_dispatches_to_the_fleet_command(tmp_path: Path) 
     assert "mmops fleet backup" in res.stdout
     assert f"error: {path}:2: unknown key 'not_a_key' in [hosts.a]." in res.stderr
     assert "sandbox" not in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("target", ["db-restore-ops", "db-backup-ssh", "db-restore-ssh"])
+def test_single_host_targets_with_only_hosts_refuse_instead_of_using_the_sandbox(
+    tmp_path: Path, target: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("HOST", "REMOTE_USER_HOST")}
+    res = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), target,
+                          f"HOSTS={tmp_path}/inventory.toml", "BACKUP=latest"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert f"make {target} works on one host: set HOST=" in res.stderr
+    assert "mmops" not in res.stdout and "sandbox" not in res.stdout + res.stderr
