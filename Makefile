@@ -133,10 +133,12 @@ prune-ops: $(STAMP)
 # timer (system units with sudo -n, else user units) or, without a running systemd, a crontab
 # entry for the login user. REPO is the server's view: an absolute dir, s3:// or gs://.
 .PHONY: schedule-ops unschedule-ops schedule-status
-export CALENDAR RANDOMIZED_DELAY STALL SCHEDULER
+# NOTIFY (notification URLs, may hold tokens): set it in the environment, not on make's command
+# line; it reaches the CLI through the environment and the server on the agent's stdin.
+export CALENDAR RANDOMIZED_DELAY STALL SCHEDULER TEST_RESTORE NOTIFY
 
 schedule-ops: $(REMOTE_NEEDS)
-	@test -n "$(REPO)$(HOSTS)" || { echo "usage: make schedule-ops REPO=/srv/backups|s3://BUCKET/PREFIX [ENCRYPT_TO=age1...] [CALENDAR='*-*-* 02:00:00 UTC'] [KEEP='daily=7 weekly=4 monthly=12'] [STALL=10]" >&2; exit 2; }
+	@test -n "$(REPO)$(HOSTS)" || { echo "usage: make schedule-ops REPO=/srv/backups|s3://BUCKET/PREFIX [ENCRYPT_TO=age1...] [CALENDAR='*-*-* 02:00:00 UTC'] [KEEP='daily=7 weekly=4 monthly=12'] [STALL=10] [TEST_RESTORE='Sun *-*-* 04:00:00 UTC'] (NOTIFY='url …' in the environment)" >&2; exit 2; }
 	$(BIN)/mmops $(if $(HOSTS),fleet schedule,schedule install)
 
 unschedule-ops: $(REMOTE_NEEDS)

@@ -28,8 +28,7 @@ def targets_from_env() -> list:
 
 def render_deliveries(deliveries: list) -> None:
     for d in deliveries:
-        click.echo(f"  {'delivered ' if d.ok else 'FAILED    '} {d.target}"
-                   + ("" if d.ok else f": {d.error}"))
+        click.echo(f"  delivered  {d.target}" if d.ok else f"  FAILED     {d.error}")
 
 
 @click.group("notify")
@@ -53,6 +52,30 @@ def test_cmd(as_json: bool) -> None:
     else:
         click.echo(f"Test notification to {len(targets)} target(s):")
         render_deliveries(deliveries)
+    failed = failures_sentence(deliveries)
+    if failed:
+        raise NotifyFailed(failed)
+
+
+@notify.command("send")
+@click.option("--event", "kind", type=click.Choice(["backup", "test-restore", "test"]),
+              required=True, help="What ran.")
+@click.option("--result", type=click.Choice(["ok", "failed", "stalled", "test"]),
+              required=True, help="How it ended.")
+@click.option("--message", required=True, help="The one sentence to send.")
+@click.option("--host", default=None, help="Where it ran [this machine's name].")
+@click.option("--database", default=None)
+def send_cmd(kind: str, result: str, message: str, host: str | None,
+             database: str | None) -> None:
+    """Send one event to every NOTIFY target (for CI jobs and your own scripts; exit 14 if a
+    target fails)."""
+    from ..notify import Event, NotifyFailed, send
+    from ..notify.send import failures_sentence
+
+    targets = targets_from_env()
+    deliveries = send(Event(kind, result, host or socket.gethostname(), message,
+                            database=database), targets)
+    render_deliveries(deliveries)
     failed = failures_sentence(deliveries)
     if failed:
         raise NotifyFailed(failed)

@@ -2,8 +2,9 @@
 schedule-status): scheduled backups on the server, installed through the agent.
 
 Parse → open the agent (one strict SSH connection, agent brought up to date) → one agent
-command → render. Storage keys travel on the agent's stdin and land in a 0600 file on the
-server; they are never on a command line, in a unit file or a crontab, nor printed.
+command → render. Storage keys and NOTIFY's URLs (which may hold tokens) travel on the agent's
+stdin and land in 0600 files on the server; they are never on a command line, in a unit file
+or a crontab, nor printed (a NOTIFY target is shown by its label: service and host).
 """
 
 from __future__ import annotations
@@ -86,11 +87,18 @@ def schedule() -> None:
               help="Server-side dotenv file with storage settings [ENV_FILE].")
 @click.option("--scheduler", envvar="SCHEDULER", default="auto", show_default=True,
               type=click.Choice(["auto", "systemd-system", "systemd-user", "cron"]))
+@click.option("--test-restore", envvar="TEST_RESTORE",
+              help="Calendar of a scheduled test restore on the server, e.g. "
+              "'Sun *-*-* 04:00:00 UTC' (unencrypted repositories only).")
 @click.option("--json", "as_json", is_flag=True)
 def install_cmd(repo: str, encrypt_to: str | None, keep: str | None, lock_days: int | None,
                 calendar: str, randomized_delay: str, stall: float, repo_env_file: str | None,
-                scheduler: str, as_json: bool, **remote: Any) -> None:
-    """Install the scheduled backup on the server (replaces a previous one)."""
+                scheduler: str, test_restore: str | None, as_json: bool, **remote: Any) -> None:
+    """Install the scheduled backup on the server (replaces a previous one).
+
+    NOTIFY (environment only — its URLs may hold tokens): targets told of every run's
+    success, failure or stall, and of the test restore's result."""
+    from ..notify import parse_targets
     from ..repository import check_repository_spec
     from ..schedule.spec import ScheduleRequest
     from ..steps.publish import STORAGE_ENV
@@ -108,15 +116,17 @@ def install_cmd(repo: str, encrypt_to: str | None, keep: str | None, lock_days: 
         from ..crypto.age import parse_recipients
 
         parse_recipients(encrypt_to)
+    notify = os.environ.get("NOTIFY", "")
+    parse_targets(notify)  # a bad target is refused here, before anything
     storage_env = {k: os.environ[k] for k in STORAGE_ENV if os.environ.get(k)}
     with _agent(remote) as transport:
         request = ScheduleRequest(
             repo=repo, encrypt_to=encrypt_to or None, keep=keep or None, lock_days=lock_days,
             calendar=calendar, randomized_delay=randomized_delay, stall_minutes=stall,
             env_file=transport.settings.env_file, repo_env_file=repo_env_file or None,
-            host=transport.label, scheduler=scheduler)
+            host=transport.label, scheduler=scheduler, test_restore=test_restore or None)
         result = _call(transport, "schedule-install", request=request.to_dict(),
-                       storage_env=storage_env)
+                       storage_env=storage_env, notify=notify)
     if as_json:
         echo_json(result)
         return
@@ -126,9 +136,15 @@ def install_cmd(repo: str, encrypt_to: str | None, keep: str | None, lock_days: 
     click.echo(f"  runs      {' '.join(inst['command'])}")
     click.echo(f"  files     {', '.join(inst['files'])}")
     click.echo(f"  next run  {inst['next_run'] or '-'}")
+    if result.get("test_restore"):
+        click.echo(f"  test restore  {result['test_restore']} (newest backup into a throwaway "
+                   "PostgreSQL on the server)")
     if result.get("storage_env"):
         click.echo(f"  secrets   {', '.join(result['storage_env'])} in "
                    f"{transport.settings.ops_dir}/schedule/storage.env (0600)")
+    if result.get("notify"):
+        click.echo(f"  notify    {', '.join(result['notify'])} (URLs in "
+                   f"{transport.settings.ops_dir}/schedule/notify.env, 0600)")
     for note in inst.get("notes", []):
         click.echo(f"  note      {note}")
 
@@ -168,9 +184,39 @@ def status_cmd(as_json: bool, **remote: Any) -> None:
         click.echo(f"Scheduled backup on {transport.label} ({info['scheduler']}): "
                    f"{info['calendar']} → {info['repo']}{state}")
         click.echo(f"  next run  {info.get('next_run') or '-'}")
-    if last:
+    if last.get("started"):
         click.echo(f"  last run  {last.get('started', '-')} → {last.get('finished') or '-'}"
                    + ("  (running now)" if last.get("state") == "running" else ""))
         click.echo(f"  result    {last.get('result', '-')}: {last.get('message', '')}")
+        if last.get("notify_warning"):
+            click.echo(f"  warning   {last['notify_warning']}")
     else:
         click.echo("  last run  never")
+    if info.get("test_restore"):
+        click.echo(f"  test restore  {info['test_restore']}, next "
+                   f"{info.get('next_test_restore') or '-'}")
+    tested = last.get("test_restore") or {}
+    if tested:
+        click.echo(f"  last test restore  {tested.get('started', '-')} → "
+                   f"{tested.get('finished') or '-'}: {tested.get('result', '-')}: "
+                   f"{tested.get('message', '')}")
+    if info.get("notify"):
+        click.echo(f"  notify    {', '.join(info['notify'])}")
+
+
+@schedule.command("test-notify")
+@_remote_options
+@click.option("--json", "as_json", is_flag=True)
+def test_notify_cmd(as_json: bool, **remote: Any) -> None:
+    """Send a test notification from the server to the schedule's NOTIFY targets."""
+    from .notify import render_deliveries
+
+    with _agent(remote) as transport:
+        result = _call(transport, "schedule-test-notify")
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(f"Test notification from {transport.label}:")
+    from ..notify import Delivery
+
+    render_deliveries([Delivery(**d) for d in result["deliveries"]])

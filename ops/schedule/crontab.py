@@ -10,11 +10,15 @@ BEGIN = "# BEGIN mmops scheduled backup (managed by `make schedule-ops`; do not 
 END = "# END mmops scheduled backup"
 
 
-def render_block(when: CronTime, command: list[str], log: str) -> str:
-    """The lines between the markers: the same command the systemd service runs, output
-    appended to ``log``. ``%`` is special in crontab lines, so it is escaped."""
-    line = " ".join(shlex.quote(a) for a in command) + f" >> {shlex.quote(log)} 2>&1"
-    return f"{BEGIN}\n{when.expression()} {line.replace('%', chr(92) + '%')}\n{END}\n"
+def render_block(entries: list[tuple[CronTime, list[str]]], log: str) -> str:
+    """The lines between the markers, one per (time, command) — the same commands the
+    systemd services run — output appended to ``log``. ``%`` is special in crontab lines,
+    so it is escaped."""
+    lines = [BEGIN]
+    for when, command in entries:
+        line = " ".join(shlex.quote(a) for a in command) + f" >> {shlex.quote(log)} 2>&1"
+        lines.append(f"{when.expression()} {line.replace('%', chr(92) + '%')}")
+    return "\n".join([*lines, END]) + "\n"
 
 
 def without_block(crontab: str) -> str:

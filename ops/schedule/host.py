@@ -21,9 +21,16 @@ from typing import Any
 from ..errors import ConfigError
 from ..process import run_command
 from .crontab import has_block, render_block, with_block, without_block
-from .spec import UNIT, ScheduleRequest, calendar_to_cron, next_cron_run
-from .state import LOG, load_config, read_status, save_config, schedule_dir
-from .units import render_service, render_timer, scheduled_command
+from .spec import (
+    TEST_UNIT,
+    UNIT,
+    ScheduleRequest,
+    calendar_to_cron,
+    check_test_restore,
+    next_cron_run,
+)
+from .state import LOG, NOTIFY, SECRETS, load_config, read_status, save_config, schedule_dir
+from .units import UNIT_OF, jobs_of, render_service, render_timer, scheduled_command
 
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
 
@@ -112,19 +119,24 @@ def _utc_offset_minutes() -> int:
 
 
 def _install_cron(request: ScheduleRequest, ops_dir: Path) -> Installed:
-    when = calendar_to_cron(request.calendar, utc_offset_minutes=_utc_offset_minutes())
-    command = scheduled_command(str(ops_dir))
+    offset = _utc_offset_minutes()
+    entries = [(calendar_to_cron(calendar, utc_offset_minutes=offset),
+                scheduled_command(str(ops_dir), job)) for job, calendar in jobs_of(request)]
+    when = entries[0][0]
     log = str(schedule_dir(ops_dir) / LOG)
-    _write_crontab(with_block(_crontab_text(), render_block(when, command, log)))
+    _write_crontab(with_block(_crontab_text(), render_block(entries, log)))
     notes = [f"cron runs it for {login_user()} at '{when.expression()}' (server local time); "
              f"output goes to {log}"]
+    if len(entries) > 1:
+        notes.append(f"the test restore runs at '{entries[1][0].expression()}' (server local "
+                     "time)")
     if _utc_offset_minutes() and time.daylight:
         notes.append("the server's local time has daylight saving: the UTC time shifts by an "
                       "hour twice a year (cron has no time zones)")
     if not cron_daemon_running():
         notes.append("the cron daemon is not running: start it (service cron start) or "
                       "nothing will run")
-    return Installed("cron", command, [f"crontab of {login_user()}"],
+    return Installed("cron", entries[0][1], [f"crontab of {login_user()}"],
                      next_cron_run(when, dt.datetime.now()).isoformat(timespec="minutes"),
                      notes)
 
@@ -147,18 +159,33 @@ def _check_calendar(calendar: str) -> None:
                           f"(systemd-analyze calendar: {res.stderr.strip()[-200:]}).")
 
 
-def _install_systemd(request: ScheduleRequest, ops_dir: Path, *, system: bool) -> Installed:
-    _check_calendar(request.calendar)
+def _unit_texts(request: ScheduleRequest, ops_dir: Path, *, system: bool
+                ) -> list[tuple[str, str]]:
+    """(file name, text) of every unit: the backup's service + timer, the test restore's."""
     user = login_user()
-    group = os.getgid()
-    service = render_service(request, ops_dir=str(ops_dir), system=system, user=user,
-                             group=_group_name(group))
-    timer = render_timer(request)
+    group = _group_name(os.getgid())
+    out = []
+    for job, _calendar in jobs_of(request):
+        unit = UNIT_OF[job]
+        out.append((f"{unit}.service", render_service(request, ops_dir=str(ops_dir),
+                                                      system=system, user=user, group=group,
+                                                      job=job)))
+        out.append((f"{unit}.timer", render_timer(request, job)))
+    return out
+
+
+def _install_systemd(request: ScheduleRequest, ops_dir: Path, *, system: bool) -> Installed:
+    for _job, calendar in jobs_of(request):
+        _check_calendar(calendar)
+    user = login_user()
+    units = _unit_texts(request, ops_dir, system=system)
     notes = []
+    if not request.test_restore:  # a previous schedule's test restore goes
+        _remove_units(system, [TEST_UNIT])
     if system:
         files = []
         with tempfile.TemporaryDirectory(prefix="mmops-units-") as tmp:
-            for name, text in ((f"{UNIT}.service", service), (f"{UNIT}.timer", timer)):
+            for name, text in units:
                 src = Path(tmp) / name
                 src.write_text(text)
                 dest = SYSTEM_UNIT_DIR / name
@@ -169,7 +196,7 @@ def _install_systemd(request: ScheduleRequest, ops_dir: Path, *, system: bool) -
         unit_dir = _user_unit_dir()
         unit_dir.mkdir(parents=True, exist_ok=True)
         files = []
-        for name, text in ((f"{UNIT}.service", service), (f"{UNIT}.timer", timer)):
+        for name, text in units:
             (unit_dir / name).write_text(text)
             files.append(str(unit_dir / name))
         linger = run_command(["loginctl", "show-user", user, "--property=Linger", "--value"],
@@ -181,7 +208,8 @@ def _install_systemd(request: ScheduleRequest, ops_dir: Path, *, system: bool) -
             notes.append(f"{request.env_file} is not readable by {user} and a user unit "
                          "cannot use sudo (NoNewPrivileges): make it group-readable")
     _systemctl(system, "daemon-reload")
-    _systemctl(system, "enable", "--now", f"{UNIT}.timer")
+    for job, _calendar in jobs_of(request):
+        _systemctl(system, "enable", "--now", f"{UNIT_OF[job]}.timer")
     return Installed("systemd-system" if system else "systemd-user",
                      scheduled_command(str(ops_dir)), files, _systemd_next(system), notes)
 
@@ -195,17 +223,37 @@ def _group_name(gid: int) -> str:
         return str(gid)
 
 
-def _systemd_next(system: bool) -> str | None:
-    out = _systemctl(system, "show", f"{UNIT}.timer", "--property=NextElapseUSecRealtime",
+def _systemd_next(system: bool, unit: str = UNIT) -> str | None:
+    out = _systemctl(system, "show", f"{unit}.timer", "--property=NextElapseUSecRealtime",
                      "--value", check=False).strip()
     return out or None
 
 
+def _remove_units(system: bool, units: list[str]) -> list[str]:
+    removed = []
+    for unit in units:
+        paths = [(SYSTEM_UNIT_DIR if system else _user_unit_dir()) / f"{unit}.{kind}"
+                 for kind in ("service", "timer")]
+        if not any(p.exists() for p in paths):
+            continue
+        _systemctl(system, "disable", "--now", f"{unit}.timer", check=False)
+        for path in paths:
+            if system:
+                run_command(["sudo", "-n", "rm", "-f", "--", str(path)], env=_env())
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(str(path))
+    return removed
+
+
 # --- the three operations ------------------------------------------------------------------------
 
-def install(ops_dir: Path, request: ScheduleRequest, storage_env: dict[str, str]) -> Installed:
-    """Write the schedule's config and secrets (0600), then install it with the scheduler
-    this host has. A previous schedule (of any scheduler) is replaced."""
+def install(ops_dir: Path, request: ScheduleRequest, storage_env: dict[str, str],
+            notify: str = "") -> Installed:
+    """Write the schedule's config and secrets (0600: storage keys, NOTIFY URLs), then
+    install it with the scheduler this host has. A previous schedule (of any scheduler) is
+    replaced. A test restore of an encrypted repository is refused here, before anything."""
+    check_test_restore(request)
     scheduler = choose_scheduler(request.scheduler)
     if request.scheduler == "auto":
         from dataclasses import replace
@@ -214,7 +262,7 @@ def install(ops_dir: Path, request: ScheduleRequest, storage_env: dict[str, str]
     with_previous = _installed_scheduler(ops_dir)
     if with_previous and with_previous != scheduler:
         remove(ops_dir)
-    save_config(ops_dir, request, storage_env)
+    save_config(ops_dir, request, storage_env, notify)
     if scheduler == "cron":
         return _install_cron(request, ops_dir)
     if scheduler in ("systemd-system", "systemd-user"):
@@ -237,21 +285,14 @@ def remove(ops_dir: Path) -> list[str]:
     scheduler = _installed_scheduler(ops_dir)
     if scheduler in ("systemd-system", "systemd-user"):
         system = scheduler == "systemd-system"
-        _systemctl(system, "disable", "--now", f"{UNIT}.timer", check=False)
-        for name in (f"{UNIT}.service", f"{UNIT}.timer"):
-            path = (SYSTEM_UNIT_DIR if system else _user_unit_dir()) / name
-            if system:
-                run_command(["sudo", "-n", "rm", "-f", "--", str(path)], env=_env())
-            else:
-                path.unlink(missing_ok=True)
-            removed.append(str(path))
+        removed += _remove_units(system, [UNIT, TEST_UNIT])
         _systemctl(system, "daemon-reload", check=False)
     if cron_available():
         current = _crontab_text()
         if has_block(current):
             _write_crontab(without_block(current))
             removed.append(f"crontab entry of {login_user()}")
-    for name in ("schedule.json", "storage.env"):
+    for name in ("schedule.json", SECRETS, NOTIFY):
         path = ops_dir / "schedule" / name
         if path.exists():
             path.unlink()
@@ -269,7 +310,9 @@ def status(ops_dir: Path) -> dict[str, Any]:
     info: dict[str, Any] = {"installed": True, "scheduler": request.scheduler,
                             "calendar": request.calendar, "repo": request.repo,
                             "encrypted": bool(request.encrypt_to), "keep": request.keep,
-                            "stall_minutes": request.stall_minutes, "last": last}
+                            "stall_minutes": request.stall_minutes, "last": last,
+                            "test_restore": request.test_restore,
+                            "notify": list(request.notify)}
     if request.scheduler == "cron":
         present = cron_available() and has_block(_crontab_text())
         info["present"] = present
@@ -278,8 +321,16 @@ def status(ops_dir: Path) -> dict[str, Any]:
             info["next_run"] = next_cron_run(when, dt.datetime.now()).isoformat(
                 timespec="minutes") + " (server local time)"
             info["daemon_running"] = cron_daemon_running()
+            if request.test_restore:
+                when = calendar_to_cron(request.test_restore,
+                                        utc_offset_minutes=_utc_offset_minutes())
+                info["next_test_restore"] = next_cron_run(when, dt.datetime.now()).isoformat(
+                    timespec="minutes") + " (server local time)"
     else:
-        nxt = _systemd_next(request.scheduler == "systemd-system")
+        system = request.scheduler == "systemd-system"
+        nxt = _systemd_next(system)
         info["present"] = bool(nxt)
         info["next_run"] = nxt
+        if request.test_restore:
+            info["next_test_restore"] = _systemd_next(system, TEST_UNIT)
     return info

@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import UsageError
 
 UNIT = "mmops-backup"  # mmops-backup.service + mmops-backup.timer
+TEST_UNIT = "mmops-test-restore"  # mmops-test-restore.service + .timer (TEST_RESTORE)
 DEFAULT_CALENDAR = "*-*-* 02:00:00 UTC"
 DEFAULT_STALL_MINUTES = 10
 DEFAULT_RANDOMIZED_DELAY = "15min"
@@ -30,6 +31,8 @@ class ScheduleRequest:
     repo_env_file: str | None = None
     host: str = ""  # how the laptop names the server (for messages and outcomes)
     scheduler: str = "auto"  # auto | systemd-system | systemd-user | cron
+    test_restore: str | None = None  # TEST_RESTORE: calendar of the scheduled test restore
+    notify: tuple[str, ...] = ()  # the NOTIFY targets' labels (the URLs are secrets: 0600 file)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,7 +40,21 @@ class ScheduleRequest:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ScheduleRequest:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d and d[k] is not None}
+        if "notify" in known:
+            known["notify"] = tuple(known["notify"])
         return cls(**known)
+
+
+def check_test_restore(request: ScheduleRequest) -> None:
+    """A test restore needs to read the backup; the server holds only public keys (an
+    encrypted repository's backups cannot be opened there), so it is refused on the server."""
+    if request.test_restore and request.encrypt_to:
+        raise UsageError(
+            "TEST_RESTORE cannot run on the server: its backups are encrypted (ENCRYPT_TO) and "
+            "the server holds only the public key, so run the test restore where the identity "
+            "is — the test-restore job of deploy/github/database-backup.yml (AGE_IDENTITY "
+            "secret) or `mmops verify --restore-test --repo REPO latest --identity KEY`."
+        )
 
 
 _DOW = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 0}

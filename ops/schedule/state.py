@@ -3,6 +3,7 @@
   * ``schedule.json`` — the ScheduleRequest (no secrets), 0600;
   * ``storage.env``   — storage keys for the scheduled run (dotenv), 0600; never in a unit file,
                         a crontab or argv;
+  * ``notify.env``    — ``NOTIFY=`` (the notification URLs, which may hold tokens), 0600, same;
   * ``status.json``   — the last run: started, finished, result, message, backup; 0600;
   * ``run.lock``      — held (flock) by the one run in progress.
 """
@@ -22,8 +23,8 @@ from typing import Any
 from ..errors import ConfigError, OpsError
 from .spec import ScheduleRequest
 
-CONFIG, SECRETS, STATUS, LOCK, LOG = (
-    "schedule.json", "storage.env", "status.json", "run.lock", "cron.log")
+CONFIG, SECRETS, NOTIFY, STATUS, LOCK, LOG = (
+    "schedule.json", "storage.env", "notify.env", "status.json", "run.lock", "cron.log")
 
 
 def schedule_dir(ops_dir: Path) -> Path:
@@ -53,16 +54,32 @@ def dotenv_text(values: dict[str, str]) -> str:
     lines = []
     for key, value in sorted(values.items()):
         if "'" in value or "\n" in value:
-            raise ConfigError(f"The storage setting {key} holds a quote or a newline; it cannot "
+            raise ConfigError(f"The setting {key} holds a quote or a newline; it cannot "
                               "be written to the schedule's env file.")
         lines.append(f"{key}='{value}'")
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def save_config(ops_dir: Path, request: ScheduleRequest, storage_env: dict[str, str]) -> None:
+def save_config(ops_dir: Path, request: ScheduleRequest, storage_env: dict[str, str],
+                notify: str = "") -> None:
     d = schedule_dir(ops_dir)
     write_private(d / CONFIG, json.dumps(request.to_dict(), indent=2, sort_keys=True) + "\n")
     write_private(d / SECRETS, dotenv_text(storage_env))
+    notify = " ".join(notify.split())  # one line: URLs separated by single spaces
+    if notify:
+        write_private(d / NOTIFY, dotenv_text({"NOTIFY": notify}))
+    else:
+        (d / NOTIFY).unlink(missing_ok=True)
+
+
+def load_notify(ops_dir: Path) -> str:
+    """The schedule's NOTIFY value ("" when none): read from its 0600 file, never from argv."""
+    from dotenv import dotenv_values
+
+    path = ops_dir / "schedule" / NOTIFY
+    if not path.exists():
+        return ""
+    return str(dotenv_values(path, interpolate=False).get("NOTIFY") or "")
 
 
 def load_config(ops_dir: Path) -> ScheduleRequest:

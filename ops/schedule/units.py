@@ -10,15 +10,27 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from .spec import UNIT, ScheduleRequest
+from .spec import TEST_UNIT, UNIT, ScheduleRequest
 
 CREDENTIAL = "app.env"
+BACKUP, TEST_RESTORE = "scheduled-backup", "scheduled-test-restore"  # the agent's commands
+UNIT_OF = {BACKUP: UNIT, TEST_RESTORE: TEST_UNIT}
+DESCRIPTION = {BACKUP: "scheduled backup (backup, verify, publish, prune)",
+               TEST_RESTORE: "scheduled test restore (latest backup into a throwaway PostgreSQL)"}
 
 
-def scheduled_command(ops_dir: str) -> list[str]:
-    """The one command every scheduler runs (argv)."""
+def scheduled_command(ops_dir: str, job: str = BACKUP) -> list[str]:
+    """The one command every scheduler runs for ``job`` (argv)."""
     python = str(PurePosixPath(ops_dir) / "venv" / "bin" / "python")
-    return [python, "-m", "ops.agent", "scheduled-backup", "--ops-dir", ops_dir]
+    return [python, "-m", "ops.agent", job, "--ops-dir", ops_dir]
+
+
+def jobs_of(request: ScheduleRequest) -> list[tuple[str, str]]:
+    """(job, calendar) of every scheduled job: the backup, and the test restore if any."""
+    jobs = [(BACKUP, request.calendar)]
+    if request.test_restore:
+        jobs.append((TEST_RESTORE, request.test_restore))
+    return jobs
 
 
 def _systemd_quote(arg: str) -> str:
@@ -54,16 +66,16 @@ RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
 
 
 def render_service(request: ScheduleRequest, *, ops_dir: str, system: bool,
-                   user: str | None = None, group: str | None = None) -> str:
-    """The oneshot service. ``system``: a system unit running as ``user`` (the SSH login
-    user who owns OPS_DIR); otherwise a user unit of that user."""
+                   user: str | None = None, group: str | None = None, job: str = BACKUP) -> str:
+    """The oneshot service of ``job``. ``system``: a system unit running as ``user`` (the SSH
+    login user who owns OPS_DIR); otherwise a user unit of that user."""
     writable = [_systemd_quote(ops_dir)]
     if "://" not in request.repo:  # a local repository dir ("-": it may not exist yet)
         writable.append("-" + _systemd_quote(request.repo))
-    command = " ".join(_systemd_quote(a) for a in scheduled_command(ops_dir))
+    command = " ".join(_systemd_quote(a) for a in scheduled_command(ops_dir, job))
     lines = [
         "[Unit]",
-        "Description=markdown-manager-ops scheduled backup (backup, verify, publish, prune)",
+        f"Description=markdown-manager-ops {DESCRIPTION[job]}",
         "Wants=network-online.target",
         "After=network-online.target",
         "",
@@ -89,17 +101,18 @@ def render_service(request: ScheduleRequest, *, ops_dir: str, system: bool,
     return "\n".join(lines) + "\n"
 
 
-def render_timer(request: ScheduleRequest) -> str:
+def render_timer(request: ScheduleRequest, job: str = BACKUP) -> str:
+    calendar = dict(jobs_of(request))[job]
     return "\n".join([
         "[Unit]",
-        "Description=markdown-manager-ops scheduled backup timer",
+        f"Description=markdown-manager-ops {DESCRIPTION[job].split(' (')[0]} timer",
         "",
         "[Timer]",
-        f"OnCalendar={request.calendar}",
+        f"OnCalendar={calendar}",
         "Persistent=true",  # a run missed while the server was off happens at the next boot
         f"RandomizedDelaySec={request.randomized_delay}",
         "AccuracySec=1min",
-        f"Unit={UNIT}.service",
+        f"Unit={UNIT_OF[job]}.service",
         "",
         "[Install]",
         "WantedBy=timers.target",

@@ -15,8 +15,14 @@ import pytest
 from ops.errors import ConfigError, UsageError
 from ops.schedule import host
 from ops.schedule.crontab import BEGIN, END, has_block, render_block, with_block, without_block
-from ops.schedule.spec import CronTime, ScheduleRequest, calendar_to_cron, next_cron_run
-from ops.schedule.units import render_service, render_timer, scheduled_command
+from ops.schedule.spec import (
+    CronTime,
+    ScheduleRequest,
+    calendar_to_cron,
+    check_test_restore,
+    next_cron_run,
+)
+from ops.schedule.units import TEST_RESTORE, render_service, render_timer, scheduled_command
 
 REQUEST = ScheduleRequest(repo="/srv/mmops backups", keep="daily=7 weekly=4 monthly=12",
                           env_file="/etc/markdown-manager.env")
@@ -108,7 +114,7 @@ def test_next_cron_run() -> None:
 
 def test_the_crontab_block_is_added_replaced_and_removed_keeping_other_lines() -> None:
     mine = "MAILTO=ops@example.com\n15 * * * * /usr/local/bin/other-job\n"
-    block = render_block(CronTime(0, 2, ()), scheduled_command("/home/d/ops dir"),
+    block = render_block([(CronTime(0, 2, ()), scheduled_command("/home/d/ops dir"))],
                          "/home/d/ops dir/schedule/cron.log")
     assert block.splitlines()[1] == (
         "0 2 * * * '/home/d/ops dir/venv/bin/python' -m ops.agent scheduled-backup --ops-dir "
@@ -121,7 +127,7 @@ def test_the_crontab_block_is_added_replaced_and_removed_keeping_other_lines() -
 
 
 def test_a_percent_sign_is_escaped_for_cron() -> None:
-    block = render_block(CronTime(0, 2, ()), ["/opt/100%/python"], "/tmp/log")
+    block = render_block([(CronTime(0, 2, ()), ["/opt/100%/python"])], "/tmp/log")
     assert "/opt/100\\%/python" in block
 
 
@@ -139,3 +145,53 @@ def test_systemd_is_detected_by_its_runtime_dir_never_by_unit_dirs(monkeypatch, 
     assert host.choose_scheduler() == "systemd-user"
     monkeypatch.setattr(host, "sudo_works", lambda: True)
     assert host.choose_scheduler() == "systemd-system"
+
+
+WITH_TEST = ScheduleRequest(repo="/srv/mmops backups", env_file="/etc/markdown-manager.env",
+                            test_restore="Sun *-*-* 04:00:00 UTC")
+
+
+@pytest.mark.parametrize("system", [True, False], ids=["system", "user"])
+def test_the_test_restore_units_pass_systemd_analyze_verify(tmp_path, system) -> None:
+    ops_dir = tmp_path / "ops"
+    (ops_dir / "venv" / "bin").mkdir(parents=True)
+    (ops_dir / "venv" / "bin" / "python").symlink_to(Path(sys.executable).resolve())
+    service = tmp_path / "mmops-test-restore.service"
+    timer = tmp_path / "mmops-test-restore.timer"
+    service.write_text(render_service(WITH_TEST, ops_dir=str(ops_dir), system=system,
+                                      user="root", group="root", job=TEST_RESTORE))
+    timer.write_text(render_timer(WITH_TEST, TEST_RESTORE))
+    assert f"ExecStart={ops_dir}/venv/bin/python -m ops.agent scheduled-test-restore " \
+           f"--ops-dir {ops_dir}" in service.read_text().splitlines()
+    assert "OnCalendar=Sun *-*-* 04:00:00 UTC" in timer.read_text().splitlines()
+    assert "Unit=mmops-test-restore.service" in timer.read_text().splitlines()
+    args = [] if system else ["--user"]
+    res = subprocess.run(["systemd-analyze", "verify", *args, service.name, timer.name],
+                         cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)})
+    assert (res.returncode, res.stderr) == (0, "")
+    res = subprocess.run(["systemd-analyze", "calendar", "Sun *-*-* 04:00:00 UTC"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0 and "Next elapse:" in res.stdout
+
+
+def test_the_crontab_block_holds_the_test_restore_line_after_the_backups() -> None:
+    entries = [(calendar_to_cron(WITH_TEST.calendar), scheduled_command("/o")),
+               (calendar_to_cron("Sun *-*-* 04:00:00 UTC"), scheduled_command("/o", TEST_RESTORE))]
+    lines = render_block(entries, "/o/schedule/cron.log").splitlines()
+    assert lines[1].startswith("0 2 * * * /o/venv/bin/python -m ops.agent scheduled-backup ")
+    assert lines[2] == ("0 4 * * 0 /o/venv/bin/python -m ops.agent scheduled-test-restore "
+                        "--ops-dir /o >> /o/schedule/cron.log 2>&1")
+    assert (lines[0], lines[3]) == (BEGIN, END)
+
+
+def test_a_test_restore_of_an_encrypted_repository_is_refused_saying_where_it_runs() -> None:
+    check_test_restore(WITH_TEST)  # unencrypted: fine
+    encrypted = ScheduleRequest(repo="s3://b/p", encrypt_to="age1xyz",
+                                test_restore="Sun *-*-* 04:00:00 UTC")
+    with pytest.raises(UsageError) as err:
+        check_test_restore(encrypted)
+    text = str(err.value)
+    assert text.startswith("TEST_RESTORE cannot run on the server: its backups are encrypted")
+    assert "deploy/github/database-backup.yml" in text and "--identity KEY" in text
+    assert text.count(". ") == 0  # one sentence
