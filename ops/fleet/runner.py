@@ -74,6 +74,9 @@ class _Fleet:
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.running: dict[str, subprocess.Popen[str]] = {}
+        # Entries that reach the same account's OPS_DIR (two apps on one server) take turns:
+        # two setups or agent re-syncs must never pip-install into one venv at once.
+        self.turns: dict[tuple[str, ...], threading.Lock] = {}
 
     # ---- signals (main thread) ---------------------------------------------------------------
     def signal(self, signum: int, _frame: Any) -> None:
@@ -90,11 +93,18 @@ class _Fleet:
 
     # ---- one host (a worker thread) ----------------------------------------------------------
     def run_host(self, host: FleetHost) -> HostResult:
-        log_path = self.log_dir / f"{host.name}.log"
-        if self.stop.is_set():
-            return HostResult(host.name, host.host, NOT_STARTED)
-        argv = [sys.executable, "-m", "ops.cli", *self.command.argv]
         env = host.environment(self.environ)
+        key = (env.get("HOST", ""), env.get("SSH_CONFIG", ""), env.get("OPS_DIR", ""))
+        with self.lock:
+            turn = self.turns.setdefault(key, threading.Lock())
+        with turn:
+            if self.stop.is_set():
+                return HostResult(host.name, host.host, NOT_STARTED)
+            return self._run(host, env)
+
+    def _run(self, host: FleetHost, env: dict[str, str]) -> HostResult:
+        log_path = self.log_dir / f"{host.name}.log"
+        argv = [sys.executable, "-m", "ops.cli", *self.command.argv]
         env["PYTHONUNBUFFERED"] = "1"
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as log:

@@ -123,6 +123,27 @@ def test_parallelism_is_bounded_by_the_overlap_of_the_hosts_runs(
     assert _max_overlap(intervals) == parallel, intervals
 
 
+def test_two_entries_on_one_server_account_take_turns_while_others_run_alongside(
+    fleet_hosts: FleetHosts, fleet_setup: subprocess.CompletedProcess[str], tmp_path: Path
+) -> None:
+    """Two apps on one server (same login, same OPS_DIR, one agent venv): never at once."""
+    f = fleet_hosts
+    inv = f.inventory(
+        f'[hosts.alpha]\nhost = "fleet-alpha"\nenv_file = "{f.env_file("alpha")}"\n'
+        f'[hosts.alpha-pg]\nhost = "fleet-alpha"\nenv_file = "{f.other_env_file("alpha")}"\n'
+        f'[hosts.bravo]\nhost = "fleet-bravo"\nenv_file = "{f.env_file("bravo")}"\n',
+        name="two-apps.toml")
+    res = f.run("backup", "--hosts", str(inv), "--parallel", "3", "--json", "--quiet",
+                "--log-dir", str(tmp_path / "logs"), BACKUP_DIR=str(tmp_path / "backups"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = json.loads(res.stdout)["hosts"]
+    hosts = {h["name"]: (h["started_at"], h["finished_at"]) for h in rows}
+    assert _max_overlap([hosts["alpha"], hosts["alpha-pg"]]) == 1, hosts
+    assert _max_overlap(list(hosts.values())) == 2, hosts  # bravo ran alongside
+    assert len(list((tmp_path / "backups" / "alpha").glob("markdown_manager-*.mmops"))) == 1
+    assert len(list((tmp_path / "backups" / "alpha-pg").glob("postgres-*.mmops"))) == 1
+
+
 def _hold_lock(remote: Any, table: str, held: threading.Event, release: threading.Event) -> None:
     async def main() -> None:
         conn = await asyncpg.connect(**remote.url.connect_kwargs())
