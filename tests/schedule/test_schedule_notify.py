@@ -243,3 +243,34 @@ def test_a_test_restore_of_an_encrypted_repository_is_refused_on_the_server(
     assert BEGIN not in _crontab(remote)
     assert not (remote.ops_dir / "schedule" / "schedule.json").exists() or json.loads(
         (remote.ops_dir / "schedule" / "schedule.json").read_text()).get("encrypt_to") is None
+
+
+def test_a_scheduled_test_restore_of_a_damaged_backup_fails_and_notifies_the_failure(
+    scheduled: Remote,
+) -> None:
+    remote = scheduled
+    receiver = Receiver()
+    try:
+        repo = remote.home / "b-damaged"
+        res = remote.make("schedule-ops", REPO=str(repo), NOTIFY=receiver.url(f"/d/{TOKEN}"),
+                          TEST_RESTORE="Sun *-*-* 04:00:00 UTC")
+        assert res.returncode == 0, res.stdout + res.stderr
+        backup_line, test_line = _lines(remote)
+        assert _run_watching_argv(remote, backup_line)[0].returncode == 0, _log(remote)[-2000:]
+        (backup,) = [p for p in repo.iterdir() if p.name.endswith(".mmops")]
+        data = bytearray(backup.read_bytes())
+        data[len(data) // 3] ^= 0x01  # one bit inside a compressed table member
+        backup.write_bytes(bytes(data))
+
+        ran, leaked = _run_watching_argv(remote, test_line)
+        assert ran.returncode == 6 and leaked == []  # ArchiveError: the checksums disagree
+        got = receiver.wait_for(2)[-1]
+        tested = _status(remote)["test_restore"]
+        assert tested["result"] == "failed" and tested["state"] == "idle"
+        assert got.body["event"] == "test-restore" and got.body["result"] == "failed"
+        assert got.body["message"] == tested["message"] and backup.name in tested["message"]
+        assert _status(remote)["result"] == "ok"  # the backup's own result is untouched
+        res = remote.make("schedule-status")
+        assert "last test restore" in res.stdout and ": failed: " in res.stdout
+    finally:
+        receiver.close()
