@@ -14,10 +14,10 @@ on every host exactly as it would alone. The cost is one interpreter start per h
 to an SSH connection. Threads are used only to supervise the children: a pool of ``parallel``
 workers is the bound.
 
-Ctrl-C (or SIGTERM): no new host starts; the signal is passed to every running host's command
-(each runs in its own session, so a terminal's Ctrl-C reaches only this process and is passed
-on exactly once), which cleans up and exits; then the summary says what finished, what was
-interrupted and what never started.
+Ctrl-C (or SIGTERM): no new host starts; an interrupt (SIGINT) is passed to every running
+host's command (each runs in its own session, so a terminal's Ctrl-C reaches only this process
+and is passed on exactly once), which cleans up and exits; then the summary says what
+finished, what was interrupted and what never started.
 """
 
 from __future__ import annotations
@@ -85,8 +85,10 @@ class _Fleet:
         with self.lock:
             running = list(self.running.items())
         for _name, proc in running:
+            # Always as an interrupt: the single-host commands clean up on SIGINT everywhere
+            # (a SIGTERM would end one waiting on SSH before its clean-up ran).
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signum)
+                os.killpg(proc.pid, signal.SIGINT)
         if first:
             self.on_line("fleet", f"{signal.Signals(signum).name}: no new host starts; "
                          f"waiting for {len(running)} running host(s) to clean up and stop.")

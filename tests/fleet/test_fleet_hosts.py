@@ -169,8 +169,10 @@ async def _waiting_backups(remote: Any) -> int:
         await conn.close()
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_stops_cleanly_with_a_summary_of_what_finished(
-    fleet_hosts: FleetHosts, fleet_setup: subprocess.CompletedProcess[str], tmp_path: Path
+    fleet_hosts: FleetHosts, fleet_setup: subprocess.CompletedProcess[str], tmp_path: Path,
+    signum: signal.Signals,
 ) -> None:
     """alpha backs up another database and finishes; bravo and charlie wait for a lock this
     test holds on the app's `documents` when Ctrl-C comes; down never starts (two at once)."""
@@ -195,7 +197,7 @@ def test_ctrl_c_stops_cleanly_with_a_summary_of_what_finished(
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.2)
         started = time.monotonic()
-        proc.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C does to the fleet process
+        proc.send_signal(signum)  # SIGINT: what a terminal's Ctrl-C does to the fleet process
         out, err = proc.communicate(timeout=120)
         stop_took = time.monotonic() - started
     finally:
@@ -213,7 +215,7 @@ def test_ctrl_c_stops_cleanly_with_a_summary_of_what_finished(
         assert not tmp.is_dir() or list(tmp.iterdir()) == []  # each cleaned up on its server
     assert "not started" in _row(out, "down")
     assert not (tmp_path / "logs" / "down.log").exists()
-    assert "[fleet] SIGINT: no new host starts" in err
+    assert f"[fleet] {signum.name}: no new host starts" in err
     assert err.splitlines()[-1] == (
         f"error: Interrupted: 1 host(s) finished, 2 stopped and cleaned up, 1 not started; logs "
         f"in {tmp_path / 'logs'}.")
