@@ -48,11 +48,13 @@ def resolve_backup_file(
     *,
     workdir: Path | None = None,
     identity: str | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Path:
     """``BACKUP=path``, ``BACKUP=NAME`` in the repository, or ``BACKUP=latest``: the newest
     backup of ``database`` in the repository by the timestamp in its name (never another
     database's, never by mtime). An object-store backup is downloaded into ``workdir`` (a
-    private dir the caller removes); an ``.age`` one is decrypted there with ``identity``."""
+    private dir the caller removes); an ``.age`` one is decrypted there with ``identity``.
+    ``progress`` hears how much of an object-store backup was read."""
     from ..engine.backup import safe_database_name
 
     path = Path(spec)
@@ -82,18 +84,41 @@ def resolve_backup_file(
     if workdir is None:
         raise UsageError("A backup in an object store needs a work directory to download to.")
     if name.endswith(".age"):
-        return _decrypted(repo.open(name), workdir, identity, name=name)
-    return _download(repo, name, workdir)
+        return _decrypted(_Reporting(repo.open(name), name, progress), workdir, identity,
+                          name=name)
+    return _download(repo, name, workdir, progress)
 
 
-def _download(repo: Repository, name: str, workdir: Path) -> Path:
+class _Reporting:
+    """A stored object (``ReadAt``) that tells ``progress`` how much of it was read."""
+
+    def __init__(self, source: Any, name: str, progress: ProgressCallback | None) -> None:
+        self.source, self.name, self.progress, self.done = source, name, progress, 0
+
+    @property
+    def size(self) -> int:
+        return int(self.source.size)
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        data: bytes = self.source.read_at(offset, size)
+        self.done += len(data)
+        if self.progress is not None:
+            self.progress(Progress("download", done=self.done, total=self.size, item=self.name))
+        return data
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def _download(repo: Repository, name: str, workdir: Path,
+              progress: ProgressCallback | None = None) -> Path:
     """Stream ``name`` into a 0600 file in ``workdir`` (flat memory); the caller verifies it."""
     import os
 
     from ..repository.base import iter_read
 
     dest = workdir / name
-    source = repo.open(name)
+    source = _Reporting(repo.open(name), name, progress)
     try:
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:
@@ -150,7 +175,8 @@ def prepare_restore(
 ) -> PreparedRestore:
     """Everything up to the confirmation; changes nothing, refuses early."""
     live = transport.status()
-    path = resolve_backup_file(spec, repo, live.database, workdir=workdir, identity=identity)
+    path = resolve_backup_file(spec, repo, live.database, workdir=workdir, identity=identity,
+                               progress=progress)
     file = inspect_backup_file(path, progress)
     if file.kind is FileKind.ARCHIVE:
         assert file.manifest is not None

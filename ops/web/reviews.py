@@ -28,6 +28,7 @@ class Review:
     scratch: Path | None  # its private directory, removed afterwards (None: nothing to remove)
     created: float = field(default_factory=time.monotonic)
     busy: bool = False  # a restore of it is running
+    refused: bool = False  # its plan refuses: shown, never restored
 
 
 class ReviewStore:
@@ -38,8 +39,9 @@ class ReviewStore:
         self._reviews: dict[str, Review] = {}
 
     def add(self, owner: str, prepared: PreparedRestore, display_name: str,
-            scratch: Path | None) -> Review:
-        review = Review(secrets.token_urlsafe(16), owner, prepared, display_name, scratch)
+            scratch: Path | None, *, refused: bool = False) -> Review:
+        review = Review(secrets.token_urlsafe(16), owner, prepared, display_name, scratch,
+                        refused=refused)
         with self._lock:
             self._expire()
             mine = sorted((r for r in self._reviews.values()

@@ -134,6 +134,9 @@ def job_view(request: Request, job: Job) -> dict[str, object]:
         view["message"] = backup_message(outcome)
         view["download_url"] = url(request, "download", place="backups",
                                    name=stored_name(outcome))
+    elif job.state == "done" and job.kind == "review":
+        view["message"] = "The plan is ready."
+        view["review_url"] = url(request, "review", review_id=job.result.id)
     elif job.state == "done" and job.kind == "restore":
         from .routes_restore import restore_message
 

@@ -31,7 +31,6 @@ from .common import (
     wants_json,
     web,
 )
-from .errors import http_status
 from .reviews import Review
 from .sessions import Session
 from .state import WebState
@@ -45,6 +44,8 @@ MODES = {
     "sql-script": "SQL script: the dump runs as written, in one transaction.",
 }
 MISMATCH = "The typed name did not match the database name; nothing was changed."
+REFUSED = ("This restore's plan was refused (see its reasons); nothing was changed. The web "
+           "page does not override a refusal.")
 
 
 def restore_message(outcome: RestoreOutcome) -> str:
@@ -72,40 +73,62 @@ def _is_age(path: Path) -> bool:
         return fh.read(len(AGE_MAGIC)) == AGE_MAGIC
 
 
-def _prepare(st: WebState, spec: str, repo: Repository, scratch: Path
-             ) -> tuple[PreparedRestore | None, Plan | None]:
-    """The prepared restore, or — when the plan refuses — the plan to show its refusals.
+def _prepare(st: WebState, spec: str, repo: Repository, scratch: Path,
+             progress: ProgressCallback | None) -> tuple[PreparedRestore, bool]:
+    """The prepared restore and whether its plan refuses (then it was built with the refusals
+    overridden only to show them; it is never executed).
 
     ``spec`` is a backup's name in ``repo`` or an uploaded file's path; the jobs layer fetches
     an object-store backup into ``scratch`` and decrypts an ``.age`` one there (AGE_IDENTITY).
     """
     path = resolve_backup_file(spec, repo, st.settings.database_url.database,
-                               workdir=scratch, identity=st.settings.identity)
+                               workdir=scratch, identity=st.settings.identity,
+                               progress=progress)
     try:
-        return prepare_restore(st.transport, str(path), repo), None
+        return prepare_restore(st.transport, str(path), repo, progress=progress), False
     except RestoreRefused:
-        # Built again with the refusals overridden only to show them; never executed.
-        shown = prepare_restore(st.transport, str(path), repo, force=True)
-        return None, shown.plan
+        return prepare_restore(st.transport, str(path), repo, force=True), True
+
+
+def open_review(st: WebState, owner: str, spec: str, repo: Repository, display: str,
+                scratch: Path, progress: ProgressCallback | None = None) -> Review:
+    """Prepare the restore of ``spec`` and keep it for its typed confirmation (a refused one
+    too, to show why). On failure ``scratch`` goes, and the message names the file as the
+    operator knows it, never by its private path on the server."""
+    try:
+        prepared, refused = _prepare(st, spec, repo, scratch, progress)
+    except OpsError as exc:
+        st.workspace.remove_dir(scratch)
+        for attr in ("message", "hint"):
+            text = getattr(exc, attr)
+            if text:
+                setattr(exc, attr, text.replace(spec, display).replace(f"{scratch}/", ""))
+        raise
+    except BaseException:
+        st.workspace.remove_dir(scratch)
+        raise
+    if refused:
+        st.workspace.remove_dir(scratch)  # never restored: its file is not needed
+        return st.reviews.add(owner, prepared, display, None, refused=True)
+    return st.reviews.add(owner, prepared, display, scratch)
+
+
+def _show(request: Request, session: Session, review: Review) -> Response:
+    """The review page; a refused plan is shown at once (409) and not kept."""
+    if review.refused:
+        web(request).reviews.remove(review)
+        return render(request, "review.html", {"plan": review.prepared.plan, "refused": True,
+                                               "file_name": review.display_name,
+                                               "modes": MODES},
+                      status_code=409, session=session)
+    return RedirectResponse(url(request, "review", review_id=review.id), status_code=303)
 
 
 async def _review(request: Request, session: Session, spec: str, repo: Repository,
                   display: str, scratch: Path) -> Response:
     st = web(request)
-    try:
-        prepared, refused = await run_in_threadpool(_prepare, st, spec, repo, scratch)
-    except OpsError as exc:
-        st.workspace.remove_dir(scratch)
-        # Name the file as the operator knows it, never by its private path on the server.
-        message = str(exc).replace(spec, display).replace(f"{scratch}/", "")
-        return error_response(request, message, http_status(exc), session)
-    if prepared is None:
-        st.workspace.remove_dir(scratch)
-        return render(request, "review.html", {"plan": refused, "refused": True,
-                                               "file_name": display, "modes": MODES},
-                      status_code=409, session=session)
-    review = st.reviews.add(session.id, prepared, display, scratch)
-    return RedirectResponse(url(request, "review", review_id=review.id), status_code=303)
+    review = await run_in_threadpool(open_review, st, session.id, spec, repo, display, scratch)
+    return _show(request, session, review)
 
 
 @signed_in
@@ -139,6 +162,8 @@ async def upload(request: Request, session: Session) -> Response:
 
 @signed_in
 async def restore_stored(request: Request, session: Session) -> Response:
+    """A list row's Restore: fetch (and decrypt) the stored backup as a job the page follows
+    (a large object takes a while), then the same review as an upload."""
     st = web(request)
     form = await checked_form(request, session)
     if form is None:
@@ -147,7 +172,22 @@ async def restore_stored(request: Request, session: Session) -> Response:
     repo = await run_in_threadpool(st.catalog.check, form.get("place", ""), name)
     if name.endswith(".age") and not st.settings.identity:
         return error_response(request, NO_IDENTITY.format(name=name), 409, session)
-    return await _review(request, session, name, repo, name, st.workspace.new_dir())
+    scratch = st.workspace.new_dir()
+
+    def work(progress: ProgressCallback) -> Review:
+        return open_review(st, session.id, name, repo, name, scratch, progress)
+
+    try:
+        job = st.runner.start("review", session.id, work)
+    except OpsError:
+        st.workspace.remove_dir(scratch)
+        raise
+    if wants_json(request):
+        return JSONResponse({"job": url(request, "job", job_id=job.id)}, status_code=202)
+    await anyio.to_thread.run_sync(job.done.wait)
+    if job.state != "done":
+        return error_response(request, job.error or "", job.status_code, session)
+    return _show(request, session, job.result)
 
 
 def _review_or_none(request: Request, session: Session) -> Review | None:
@@ -164,9 +204,9 @@ async def review_page(request: Request, session: Session) -> Response:
     if review is None:
         return error_response(request, GONE, 404, session)
     return render(request, "review.html", {
-        "plan": review.prepared.plan, "refused": False, "review": review,
+        "plan": review.prepared.plan, "refused": review.refused, "review": review,
         "file_name": review.display_name, "modes": MODES,
-    }, session=session)
+    }, status_code=409 if review.refused else 200, session=session)
 
 
 @signed_in
@@ -178,6 +218,8 @@ async def run_restore(request: Request, session: Session) -> Response:
     review = _review_or_none(request, session)
     if review is None or review.busy:
         return error_response(request, GONE, 404, session)
+    if review.refused:  # its page offers no Restore; a forged post gets no further
+        return error_response(request, REFUSED, 409, session)
     typed = form.get("confirm_name", "").strip()
 
     def typed_name(plan: Plan) -> bool:

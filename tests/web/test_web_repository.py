@@ -330,3 +330,69 @@ def test_a_wrong_storage_secret_or_identity_is_one_sentence_and_changes_nothing(
         work = c.app.state.web.workspace.path  # type: ignore[attr-defined]
         assert list((work / "uploads").glob("*")) == []
     assert fingerprint(app_db) == changed
+
+
+def follow_job(c: TestClient, job_url: str) -> dict:
+    seen: list[str] = []
+    while (state := c.get(job_url, headers={"Accept": "application/json"}).json())[
+            "state"] == "running":
+        seen += state["phases"]
+    state["seen"] = seen + state["phases"]
+    return state
+
+
+@pytest.mark.storage
+def test_a_list_row_restore_is_a_job_the_page_follows_through_the_download(
+        client_for, app_db: DbUrl, web_settings: WebSettings, seaweed, s3_bucket: str,
+        age_key: tuple[Path, str]) -> None:
+    key, recipient = age_key
+    settings = settings_for(web_settings, f"s3://{s3_bucket}/db", seaweed.environ(),
+                            encrypt_to=recipient, identity=str(key))
+    before = fingerprint(app_db)
+    with client_for(settings) as c:
+        csrf = sign_in(c)
+        r = c.post("/backups", data={"csrf_token": csrf})
+        name = re.search(r'filename="([^"]+)"', r.headers["content-disposition"]).group(1)
+        execute(app_db, "DELETE FROM document_recovery; DELETE FROM documents")
+        r = c.post("/restore/stored", data={"csrf_token": csrf, "place": "backups",
+                                            "name": name}, headers={"Accept": "application/json"})
+        assert r.status_code == 202, r.text
+        state = follow_job(c, r.json()["job"])
+        assert state["state"] == "done", state
+        assert any(p.startswith(f"download: {name}") for p in state["seen"]), state
+        assert any(p.startswith("verify:") for p in state["seen"]), state
+        review = c.get(state["review_url"])
+        assert review.status_code == 200 and "Type the database name to confirm" in review.text
+        done = c.post(review_path(review), data={"csrf_token": csrf,
+                                                 "confirm_name": app_db.database})
+        assert "Restore finished" in done.text
+    assert fingerprint(app_db) == before
+
+
+def test_a_refused_list_row_shows_why_and_its_review_cannot_be_restored(
+        client_for, app_db: DbUrl, make_db, web_settings: WebSettings, tmp_path: Path) -> None:
+    where = str(tmp_path / "shared-repo")
+    other = make_db()
+    execute(other, "CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+    with client_for(replace(web_settings, database_url=other, repo=where)) as c:
+        r = c.post("/backups", data={"csrf_token": sign_in(c)})
+        name = re.search(r'filename="([^"]+)"', r.headers["content-disposition"]).group(1)
+    before = fingerprint(app_db)
+    with client_for(replace(web_settings, repo=where)) as c:
+        csrf = sign_in(c)
+        assert name in c.get("/").text  # the other database's backup is listed too
+        r = c.post("/restore/stored", data={"csrf_token": csrf, "place": "backups",
+                                            "name": name}, headers={"Accept": "application/json"})
+        state = follow_job(c, r.json()["job"])
+        review = c.get(state["review_url"])
+        assert review.status_code == 409
+        assert f"The backup is of database {other.database!r}" in html.unescape(review.text)
+        assert "Type the database name to confirm" not in review.text
+        forged = c.post(state["review_url"], data={"csrf_token": csrf,
+                                                   "confirm_name": app_db.database})
+        assert forged.status_code == 409 and "nothing was changed" in forged.text
+        plain = c.post("/restore/stored", data={"csrf_token": csrf, "place": "backups",
+                                                "name": name})
+        assert plain.status_code == 409 and "Refused" in plain.text
+        assert "Type the database name to confirm" not in plain.text
+    assert fingerprint(app_db) == before

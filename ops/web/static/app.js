@@ -53,7 +53,7 @@ async function refreshList() {
 }
 
 async function submitJob(event) {
-  const form = event.currentTarget;
+  const form = event.target;
   const region = form.closest("section").querySelector("[role=status]");
   const button = form.querySelector("button[type=submit]");
   if (!region || !window.fetch) {
@@ -75,6 +75,10 @@ async function submitJob(event) {
       return;
     }
     const job = await follow(answer.job, region, button);
+    if (job && job.review_url) {
+      window.location.assign(job.review_url);
+      return;
+    }
     if (job && job.download_url) {
       window.location.assign(job.download_url);
       await refreshList();
@@ -93,8 +97,9 @@ async function submitJob(event) {
   }
 }
 
-document.addEventListener("DOMContentLoaded", () => {
-  for (const form of document.querySelectorAll("form[data-job]")) {
-    form.addEventListener("submit", submitJob);
+// Delegated, so the forms of a refreshed backups list are followed too.
+document.addEventListener("submit", (event) => {
+  if (event.target instanceof HTMLFormElement && event.target.matches("form[data-job]")) {
+    submitJob(event);
   }
 });
