@@ -59,8 +59,10 @@ def test_web_refuses_a_bad_repository_recipient_identity_or_storage_file_before_
     r = mmops("web", "--repo", f"s3://AKIA:{secret}@bucket/x", url=app_db)
     assert r.returncode == 2 and "credentials come from the environment" in r.stderr
     assert secret not in r.stderr
-    r = mmops("web", "--repo", "ftp://host/x", url=app_db)
-    assert r.returncode == 2 and "Unknown repository type ftp://" in r.stderr
+    for how in ({"args": ("--repo", "ftp://host/x")}, {"env": {"REPO": "ftp://host/x"}},
+                {"env": {"MMOPS_REPO": "ftp://host/x"}}):
+        r = mmops("web", *how.get("args", ()), url=app_db, env=how.get("env"))
+        assert r.returncode == 2 and "Unknown repository type ftp://" in r.stderr, how
     r = mmops("web", "--repo", "s3://bucket/x", url=app_db,
               env={"REPO_ENV_FILE": str(tmp_path / "missing.env")})
     assert r.returncode == 3 and "missing.env does not exist" in r.stderr
