@@ -68,6 +68,23 @@ def _run_watching_argv(remote: Remote, line: str, timeout: float = 300
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), leaked
 
 
+def _make_watching_argv(remote: Remote, target: str, **extra: str
+                        ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """``make TARGET`` with Make variables in the environment (as users export NOTIFY),
+    sampling every process's argv — make, mmops, ssh, sshd, the agent — for the token."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(["make", "--no-print-directory", "-C", str(root), target],
+                            env=remote.cmd_env(**extra), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    leaked: list[str] = []
+    while proc.poll() is None:
+        leaked += _cmdlines_with(TOKEN)
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=60)
+    remote.outputs.append(out + err)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), leaked
+
+
 def _mmops(remote: Remote, *args: str) -> subprocess.CompletedProcess[str]:
     res = subprocess.run([MMOPS, *args], env=remote.cmd_env(), capture_output=True, text=True,
                          timeout=300, cwd=str(remote.work))
@@ -101,9 +118,10 @@ def test_scheduled_backup_and_test_restore_notify_a_webhook_and_apprise(
         notify = (f"{receiver.url('/hook/' + TOKEN)} "
                   f"{receiver.url('/apprise/' + TOKEN, scheme='json')}")
         repo = remote.home / "notified-backups"
-        res = remote.make("schedule-ops", REPO=str(repo), KEEP="last=3", NOTIFY=notify,
-                          TEST_RESTORE="Sun *-*-* 04:00:00 UTC")
+        res, leaked = _make_watching_argv(remote, "schedule-ops", REPO=str(repo), KEEP="last=3",
+                                          NOTIFY=notify, TEST_RESTORE="Sun *-*-* 04:00:00 UTC")
         assert res.returncode == 0, res.stdout + res.stderr
+        assert leaked == []
         assert f"notify    webhook http://127.0.0.1:{receiver.port}/…, JSON (json://…)" \
             in res.stdout
         assert "test restore  Sun *-*-* 04:00:00 UTC" in res.stdout
