@@ -301,6 +301,7 @@ def test_a_wrong_storage_secret_or_identity_is_one_sentence_and_changes_nothing(
         page = c.get("/")
         assert page.status_code == 200 and 'role="alert"' in page.text
         assert "Create backup" in page.text and "Traceback" not in page.text
+        assert "No backups yet" not in page.text  # unknown, not empty
         r = c.post("/backups", data={"csrf_token": csrf})
         assert r.status_code >= 400 and 'role="alert"' in r.text and s3_bucket in r.text
         for text in (page.text, r.text):
