@@ -91,6 +91,20 @@ class Server:
         print(f"download {received >> 20} MB {label}: peak RSS {after:7.1f} MB "
               f"(+{after - start:.1f})")
 
+    def fetch_for_restore(self, token: str, name: str, start: float) -> None:
+        """A list row's Restore: the server streams the stored backup into its private dir
+        before the plan (the plan then fails here: the bench has no database)."""
+        r = self.client.post("/restore/stored", data={"csrf_token": token, "place": "backups",
+                                                      "name": name},
+                             headers={"Accept": "application/json"})
+        r.raise_for_status()
+        job_url = r.json()["job"]
+        while (job := self.client.get(job_url).json())["state"] == "running":
+            time.sleep(0.5)
+        after = peak_rss_mb(self.proc.pid)
+        print(f"restore fetch of {name} ({job['state']}, phases {job['phases'][-1:]}): peak "
+              f"RSS {after:7.1f} MB (+{after - start:.1f})")
+
     def close(self) -> None:
         self.client.close()
         self.proc.terminate()
@@ -158,10 +172,11 @@ def main() -> None:
                 fh.writelines(f"{k}={v}\n" for k, v in storage.items())
             server = Server("--repo", repo, "--repo-env-file", str(env_file), env=env)
             try:
-                server.sign_in(password)
+                token = server.sign_in(password)
                 start = peak_rss_mb(server.proc.pid)
                 print(f"mmops web --repo {repo}: after sign-in peak RSS {start:7.1f} MB")
                 server.download(big.name, f"from {repo}", start)
+                server.fetch_for_restore(token, big.name, start)
             finally:
                 server.close()
         finally:
