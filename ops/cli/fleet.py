@@ -74,10 +74,11 @@ def _run(command_name: str, hosts: Path, parallel: int, log_dir: Path | None, as
         render_summary(result)
     failed = [h.name for h in result.hosts if h.result == "failed"]
     if result.interrupted:
-        raise Interrupted(
+        raise Interrupted(  # claims only what the fleet knows; each host's command says more
             f"Interrupted: {result.count('ok')} host(s) finished, {result.count('interrupted')} "
-            f"stopped and cleaned up, {result.count('not started')} not started"
-            + (f", {len(failed)} failed" if failed else "") + f"; logs in {result.log_dir}.")
+            f"interrupted, {result.count('not started')} not started"
+            + (f", {len(failed)} failed" if failed else "")
+            + f"; each host's log in {result.log_dir} says what its command did.")
     if failed:
         raise OpsError(f"{len(failed)} of {len(result.hosts)} hosts failed ({', '.join(failed)}); "
                        f"the table above has each one's error, the logs in {result.log_dir}.")

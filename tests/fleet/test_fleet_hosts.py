@@ -217,8 +217,8 @@ def test_ctrl_c_stops_cleanly_with_a_summary_of_what_finished(
     assert not (tmp_path / "logs" / "down.log").exists()
     assert f"[fleet] {signum.name}: no new host starts" in err
     assert err.splitlines()[-1] == (
-        f"error: Interrupted: 1 host(s) finished, 2 stopped and cleaned up, 1 not started; logs "
-        f"in {tmp_path / 'logs'}.")
+        f"error: Interrupted: 1 host(s) finished, 2 interrupted, 1 not started; each host's log "
+        f"in {tmp_path / 'logs'} says what its command did.")
     # no agent process is left behind on any host
     ps = subprocess.run(["ps", "-eo", "user:32,args"], capture_output=True, text=True).stdout
     for name in ("bravo", "charlie"):
