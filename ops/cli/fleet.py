@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import Interrupted, OpsError, UsageError
+from ..errors import Interrupted, OpsError
 from .common import echo_json, human_size
 
 if TYPE_CHECKING:
@@ -53,8 +53,6 @@ def _run(command_name: str, hosts: Path, parallel: int, log_dir: Path | None, as
          quiet: bool) -> None:
     from ..fleet import COMMANDS, default_log_dir, load_inventory, run_fleet
 
-    if hosts == Path(""):
-        raise UsageError("HOSTS is empty: name an inventory file (HOSTS=inventory.toml).")
     environ = dict(os.environ)
     inventory = load_inventory(hosts, environ)
     printing = threading.Lock()
@@ -81,7 +79,7 @@ def _run(command_name: str, hosts: Path, parallel: int, log_dir: Path | None, as
             + f"; each host's log in {result.log_dir} says what its command did.")
     if failed:
         raise OpsError(f"{len(failed)} of {len(result.hosts)} hosts failed ({', '.join(failed)}); "
-                       f"the table above has each one's error, the logs in {result.log_dir}.")
+                       f"the summary has each one's error, the logs in {result.log_dir}.")
 
 
 def render_summary(result: FleetResult) -> None:
