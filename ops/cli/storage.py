@@ -42,26 +42,16 @@ def repo(ctx: click.Context, repo: str) -> None:
 
 
 def _describe(store: Repository, entry: Entry, info: BackupName) -> dict[str, Any]:
-    """What a listing shows of one backup, from its clear-text sidecar (object stores), or its
-    manifest's O(1) read (a plain local file); never by downloading or decrypting it."""
-    from ..repository.local import LocalRepository
-    from ..steps.publish import read_meta
+    """What a listing shows of one backup (steps.publish.describe_stored: sidecar or manifest,
+    never a download or a decryption)."""
+    from ..steps.publish import describe_stored
 
-    meta = read_meta(store, entry.name) or {}
-    if not meta and isinstance(store, LocalRepository) and not info.encrypted:
-        from ..archive import read_manifest
-        from ..errors import ArchiveError
-
-        try:
-            m = read_manifest(store.path_of(entry.name))
-            meta = {"alembic_revision": m.get("alembic_revision"),
-                    "kind": "tables" if m.get("partial") else "full"}
-        except ArchiveError:
-            meta = {"kind": "damaged"}
+    facts = describe_stored(store, entry.name)
     return {"name": entry.name, "size": entry.size, "database": info.database,
             "created_at": info.created_at.isoformat(), "encrypted": info.encrypted,
-            "safety": info.safety, "kind": "safety" if info.safety else meta.get("kind", "?"),
-            "alembic_revision": meta.get("alembic_revision")}
+            "safety": info.safety,
+            "kind": "safety" if info.safety else (facts.kind if facts else "?"),
+            "alembic_revision": facts.alembic_revision if facts else None}
 
 
 @repo.command("list")

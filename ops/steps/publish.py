@@ -139,6 +139,40 @@ def read_meta(repo: Repository, backup_name: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+@dataclass(frozen=True)
+class BackupFacts:
+    """What a listing shows of one backup beyond its name and size."""
+
+    kind: str  # full | tables | damaged | ? (unknown without the backup itself)
+    alembic_revision: str | None
+    readable: bool
+
+
+def describe_stored(repo: Repository, backup_name: str) -> BackupFacts | None:
+    """A stored backup's facts from its clear-text sidecar, or (a plain local file without one)
+    its manifest's O(1) read; never by downloading or decrypting it. None when nothing is known
+    yet (an object-store backup whose sidecar is missing). The CLI's `repo list` and the web
+    page's list both read backups through this."""
+    from ..repository.local import LocalRepository
+
+    meta = read_meta(repo, backup_name)
+    if meta is not None:
+        revision = meta.get("alembic_revision")
+        return BackupFacts(str(meta.get("kind") or "?"),
+                           revision if isinstance(revision, str) else None, True)
+    if isinstance(repo, LocalRepository) and not backup_name.endswith(".age"):
+        from ..archive import read_manifest
+        from ..errors import OpsError
+
+        try:
+            manifest = read_manifest(repo.path_of(backup_name))
+        except OpsError:
+            return BackupFacts("damaged", None, False)
+        return BackupFacts("tables" if manifest.get("partial") else "full",
+                           manifest.get("alembic_revision"), True)
+    return None
+
+
 def publish(
     path: Path, repo: Repository, *, encrypt_to: str | None = None,
     progress: ProgressCallback | None = None, meta: dict[str, Any] | None = None,

@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import OpsError, RepositoryError
+from ..errors import RepositoryError
 from ..repository import check_repository_spec
 from ..repository.base import Entry, ReadAt, Repository, backups, parse_backup_name
 from ..repository.local import LocalRepository
-from ..steps.publish import PublishRequest, open_target, read_meta
+from ..steps.publish import PublishRequest, describe_stored, open_target
 from .settings import WebSettings
 from .workspace import Workspace
 
@@ -104,19 +104,8 @@ class BackupCatalog:
     @staticmethod
     def _describe(repo: Repository, entry: Entry) -> tuple[str | None, bool] | None:
         """(alembic revision, readable), or None when nothing lasting is known yet."""
-        meta = read_meta(repo, entry.name)
-        if meta is not None:
-            revision = meta.get("alembic_revision")
-            return (revision if isinstance(revision, str) else None), True
-        if isinstance(repo, LocalRepository) and not entry.name.endswith(".age"):
-            from ..archive import read_manifest
-
-            try:
-                manifest = read_manifest(repo.path_of(entry.name))
-            except OpsError:
-                return None, False
-            return manifest.get("alembic_revision"), True
-        return None  # no sidecar (yet): the revision is unknown without the backup itself
+        facts = describe_stored(repo, entry.name)
+        return None if facts is None else (facts.alembic_revision, facts.readable)
 
     def check(self, place: str, name: str) -> Repository:
         """The repository holding the listed backup ``name``; RepositoryError otherwise."""
