@@ -519,6 +519,30 @@ def generate(url: DbUrl, size: int, *, seed: int = 1, jobs: int = 2,
                      database_bytes=dbsize, rows=rows)
 
 
+def many_tables(url: DbUrl, n: int = 3000, rows: int = 3, batch: int = 100) -> float:
+    """``n`` small tables ``public.t0000``... (primary key, a secondary index, ``rows`` rows),
+    created ``batch`` per transaction (all in one would exhaust the server's lock table).
+    Returns the seconds it took."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(**url.connect_kwargs())
+        try:
+            for start in range(0, n, batch):
+                await conn.execute("BEGIN; " + "".join(
+                    f"CREATE TABLE public.t{i:04d} (id int PRIMARY KEY, label text NOT NULL);"
+                    f"CREATE INDEX t{i:04d}_label ON public.t{i:04d} (label);"
+                    f"INSERT INTO public.t{i:04d} SELECT g, 'label ' || g "
+                    f"FROM generate_series(1, {rows}) g;"
+                    for i in range(start, min(n, start + batch))) + " COMMIT;")
+            await conn.execute("VACUUM (FREEZE, ANALYZE)")
+        finally:
+            await conn.close()
+
+    t0 = time.perf_counter()
+    asyncio.run(run())
+    return time.perf_counter() - t0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=parse_size, default=parse_size("1GB"))
