@@ -157,9 +157,9 @@ def cmd_scheduled_test_restore(args: argparse.Namespace, out: Emitter, inbox: In
 def cmd_schedule_test_notify(args: argparse.Namespace, out: Emitter, inbox: Inbox
                              ) -> dict[str, Any]:
     """A test notification from the server to the schedule's NOTIFY targets: proves they are
-    reachable from where the scheduled runs send."""
-    from ..notify import Event, NotifyFailed, send
-    from ..notify.send import failures_sentence
+    reachable from where the scheduled runs send. The deliveries are the result (the laptop
+    renders them and fails when one did)."""
+    from ..notify import Event, send
     from ..schedule.state import load_config
 
     ops_dir = Path(args.ops_dir)
@@ -171,9 +171,6 @@ def cmd_schedule_test_notify(args: argparse.Namespace, out: Emitter, inbox: Inbo
     host = schedule.host or os.uname().nodename
     deliveries = send(Event("test", "test", host, f"mmops on {host} can reach this target: "
                             "scheduled runs will notify here."), targets)
-    failed = failures_sentence(deliveries)
-    if failed:
-        raise NotifyFailed(failed)
     return {"deliveries": [d.to_dict() for d in deliveries]}
 
 

@@ -222,6 +222,11 @@ def test_an_unreachable_target_is_a_warning_and_the_backup_stays_successful(
     assert f"warning: {sentence}" in _log_messages(remote) and TOKEN not in _log(remote)
     res = remote.make("schedule-status")
     assert f"warning   {sentence}" in res.stdout and TOKEN not in res.stdout
+    res = _mmops(remote, "schedule", "test-notify")  # sent from the server: fails, exit 14
+    assert res.returncode == 14, res.stdout + res.stderr
+    assert f"  FAILED     webhook http://127.0.0.1:{port}/…" in res.stdout
+    assert res.stderr.strip().splitlines()[-1] == f"error: {sentence}"
+    assert TOKEN not in res.stdout + res.stderr
 
 
 @pytest.mark.slow
