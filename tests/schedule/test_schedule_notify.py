@@ -297,3 +297,33 @@ def test_a_scheduled_test_restore_of_a_damaged_backup_fails_and_notifies_the_fai
         assert "last test restore" in res.stdout and ": failed: " in res.stdout
     finally:
         receiver.close()
+
+
+@pytest.mark.storage
+def test_a_scheduled_test_restore_downloads_the_newest_backup_from_s3(
+    scheduled: Remote, seaweed, s3_bucket: str,
+) -> None:
+    remote = scheduled
+    receiver = Receiver()
+    storage = seaweed.environ()
+    try:
+        res = remote.make("schedule-ops", REPO=f"s3://{s3_bucket}/tr", KEEP="last=2",
+                          NOTIFY=receiver.url(f"/s3/{TOKEN}"),
+                          TEST_RESTORE="Sun *-*-* 04:00:00 UTC", **storage)
+        assert res.returncode == 0, res.stdout + res.stderr
+        backup_line, test_line = _lines(remote)
+        for _ in range(2):
+            _next_second()
+            assert _run_watching_argv(remote, backup_line)[0].returncode == 0, \
+                _log(remote)[-2000:]
+        newest = _status(remote)["backup"]["name"]
+        ran, leaked = _run_watching_argv(remote, test_line)
+        assert ran.returncode == 0, _log(remote)[-3000:]
+        assert leaked == []
+        got = receiver.wait_for(3)[-1]
+        assert got.body["event"] == "test-restore" and got.body["result"] == "ok"
+        assert got.body["details"]["test_restore"]["backup"] == newest
+        assert remote.leftover_tmp() == []  # the download was removed with its staging dir
+        assert storage["AWS_SECRET_ACCESS_KEY"] not in _log(remote)
+    finally:
+        receiver.close()
