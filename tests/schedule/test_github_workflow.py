@@ -35,6 +35,7 @@ def test_the_workflow_is_valid_against_githubs_workflow_schema() -> None:
 def test_daily_at_two_utc_on_demand_and_a_30_day_artifact() -> None:
     wf = _load()
     assert wf["on"]["schedule"] == [{"cron": "0 2 * * *"}] and "workflow_dispatch" in wf["on"]
+    assert wf["defaults"]["run"]["shell"] == "bash"  # what the test runs: -eo pipefail
     steps = wf["jobs"]["backup"]["steps"]
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
     assert upload["with"]["retention-days"] == 30
