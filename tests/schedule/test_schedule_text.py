@@ -195,3 +195,49 @@ def test_a_test_restore_of_an_encrypted_repository_is_refused_saying_where_it_ru
     assert text.startswith("TEST_RESTORE cannot run on the server: its backups are encrypted")
     assert "deploy/github/database-backup.yml" in text and "--identity KEY" in text
     assert text.count(". ") == 0  # one sentence
+
+
+def test_user_units_for_backup_and_test_restore_are_installed_enabled_and_removed(
+    monkeypatch, tmp_path,
+) -> None:
+    """The systemd-user path without a running systemd: systemctl is recorded (a fake), the
+    calendars are checked by the real systemd-analyze, the unit files are real files."""
+    from ops.process import CommandResult, run_command
+
+    calls: list[tuple[str, ...]] = []
+    unit_dir = tmp_path / "units"
+    monkeypatch.setattr(host, "_user_unit_dir", lambda: unit_dir)
+    monkeypatch.setattr(host, "_systemctl",
+                        lambda system, *args, check=True: calls.append(args) or "")
+
+    def commands(argv, **kw):
+        if argv[0] == "loginctl":
+            return CommandResult(list(argv), 0, "yes\n", "")
+        return run_command(argv, **kw)
+
+    monkeypatch.setattr(host, "run_command", commands)
+    ops_dir = tmp_path / "ops"
+    env_file = tmp_path / "app.env"
+    env_file.write_text("DATABASE_URL=postgresql://u@h/db\n")
+    request = ScheduleRequest(repo="/srv/b", env_file=str(env_file), scheduler="systemd-user",
+                              test_restore="Sun *-*-* 04:00:00 UTC")
+    secret = "https://hooks.example.com/T0KEN-in-a-url"
+    installed = host.install(ops_dir, request, {}, notify=secret)
+    assert sorted(p.name for p in unit_dir.iterdir()) == [
+        "mmops-backup.service", "mmops-backup.timer",
+        "mmops-test-restore.service", "mmops-test-restore.timer"]
+    assert ("enable", "--now", "mmops-backup.timer") in calls
+    assert ("enable", "--now", "mmops-test-restore.timer") in calls
+    assert not [p for p in unit_dir.iterdir() if "T0KEN" in p.read_text()]
+    assert "T0KEN" not in (ops_dir / "schedule" / "schedule.json").read_text()
+    assert (ops_dir / "schedule" / "notify.env").stat().st_mode & 0o777 == 0o600
+    assert installed.scheduler == "systemd-user"
+
+    # reinstalled without TEST_RESTORE: its units go
+    host.install(ops_dir, ScheduleRequest(repo="/srv/b", env_file=str(env_file),
+                                          scheduler="systemd-user"), {})
+    assert sorted(p.name for p in unit_dir.iterdir()) == ["mmops-backup.service",
+                                                          "mmops-backup.timer"]
+    assert not (ops_dir / "schedule" / "notify.env").exists()
+    removed = host.remove(ops_dir)
+    assert list(unit_dir.iterdir()) == [] and str(unit_dir / "mmops-backup.timer") in removed
