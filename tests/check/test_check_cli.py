@@ -12,11 +12,11 @@ import pytest
 
 from tests.cli_helpers import mmops
 
-NOW = dt.datetime.now(dt.timezone.utc)
-
-
 def _name(db: str, hours_ago: float, suffix: str = ".mmops") -> str:
-    return f"{db}-{NOW - dt.timedelta(hours=hours_ago):%Y%m%dT%H%M%SZ}{suffix}"
+    """A backup name stamped ``hours_ago`` before now (now at the call: a module-level clock
+    would age every name by however long the suite ran before this module's tests)."""
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    return f"{db}-{now - dt.timedelta(hours=hours_ago):%Y%m%dT%H%M%SZ}{suffix}"
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -33,13 +33,14 @@ def check(*args: str, env: dict[str, str] | None = None):
 
 
 def test_a_directory_with_a_fresh_backup_is_ok(tmp_path: Path) -> None:
-    for name in (_name("app", 2), _name("app", 30, ".mmops.age"), "safety-" + _name("app", 0.1),
+    newest = _name("app", 2)
+    for name in (newest, _name("app", 30, ".mmops.age"), "safety-" + _name("app", 0.1),
                  "notes.txt"):
         (tmp_path / name).write_bytes(b"x")
     res = check("--repo", str(tmp_path), "--max-age", "26h")
     assert res.returncode == 0
     lines = res.stdout.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"BACKUP OK - app: newest {_name('app', 2)}")
+    assert len(lines) == 1 and lines[0].startswith(f"BACKUP OK - app: newest {newest}")
     assert "2 backup(s)" in lines[0] and "| age=72" in lines[0]  # safety backups do not count
 
 
