@@ -113,20 +113,9 @@ class _Reporting:
 def _download(repo: Repository, name: str, workdir: Path,
               progress: ProgressCallback | None = None) -> Path:
     """Stream ``name`` into a 0600 file in ``workdir`` (flat memory); the caller verifies it."""
-    import os
+    from ..repository.base import copy_to_file
 
-    from ..repository.base import iter_read
-
-    dest = workdir / name
-    source = _Reporting(repo.open(name), name, progress)
-    try:
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            for block in iter_read(source, 8 << 20):
-                out.write(block)
-    finally:
-        source.close()
-    return dest
+    return copy_to_file(_Reporting(repo.open(name), name, progress), workdir / name)
 
 
 def _decrypted(source: Any, workdir: Path | None, identity: str | None, *,

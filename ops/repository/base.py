@@ -10,10 +10,12 @@ so "newest" means the same thing everywhere: the backup's own UTC timestamp, nev
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 # <database>-<YYYYmmddTHHMMSSZ>.mmops[.age]; safety backups carry a "safety-" prefix. The
@@ -140,3 +142,16 @@ def iter_read(source: ReadAt, block: int = 1 << 20) -> Iterator[bytes]:
             break
         offset += len(data)
         yield data
+
+
+def copy_to_file(source: ReadAt, dest: Path, block: int = 8 << 20) -> Path:
+    """Stream ``source`` into a new 0600 file ``dest`` (never overwriting one) and close the
+    source; flat memory. The caller verifies what arrived."""
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            for data in iter_read(source, block):
+                out.write(data)
+    finally:
+        source.close()
+    return dest

@@ -224,7 +224,7 @@ def notify_failure(ops_dir: Path, schedule: ScheduleRequest, targets: list[Targe
 
 def _fetch_latest(repo: Any, database: str, staging: Path) -> Path:
     """The newest backup of ``database`` in ``repo`` as a local file in ``staging``."""
-    from ..repository.base import backups, iter_read
+    from ..repository.base import backups, copy_to_file
 
     found = backups(repo, database=database, safety=False)
     if not found:
@@ -233,16 +233,7 @@ def _fetch_latest(repo: Any, database: str, staging: Path) -> Path:
     name = found[-1][0].name
     if isinstance(repo, LocalRepository):
         return repo.path_of(name)
-    dest = staging / name
-    source = repo.open(name)
-    try:
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            for block in iter_read(source, 8 << 20):
-                out.write(block)
-    finally:
-        source.close()
-    return dest
+    return copy_to_file(repo.open(name), staging / name)
 
 
 def run_scheduled_test_restore(
