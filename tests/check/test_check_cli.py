@@ -12,6 +12,7 @@ import pytest
 
 from tests.cli_helpers import mmops
 
+
 def _name(db: str, hours_ago: float, suffix: str = ".mmops") -> str:
     """A backup name stamped ``hours_ago`` before now (now at the call: a module-level clock
     would age every name by however long the suite ran before this module's tests)."""
