@@ -100,7 +100,9 @@ def settings_for(web_settings: WebSettings, repo: str, storage: dict[str, str], 
 
 
 def row_of(page: str, name: str) -> str:
-    m = re.search(r"<tr>(?:(?!</tr>).)*?" + re.escape(name) + r".*?</tr>", page, re.S)
+    """The list row of exactly ``name`` (``x.mmops`` must not find ``x.mmops.age``: two
+    backups made in the same second share the stamp)."""
+    m = re.search(r"<tr>(?:(?!</tr>).)*?" + re.escape(name) + r"(?![\w.-]).*?</tr>", page, re.S)
     assert m, f"{name} is not listed"
     return m.group(0)
 
