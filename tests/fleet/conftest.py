@@ -86,10 +86,26 @@ class FleetHosts:
         return res
 
 
+def local_wheelhouse(base: Path) -> Path:
+    """The locked dependencies as wheels in ``base/wheelhouse`` (world-readable), for the hosts'
+    pip to install from instead of the index: three first-time installs, each downloading every
+    dependency again, were most of this package's time. What the fleet tests prove is the
+    orchestration; the index install itself is tested in tests/transport (setup, offline)."""
+    house = base / "wheelhouse"
+    house.mkdir(mode=0o755)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet",
+                    "--disable-pip-version-check", "--only-binary=:all:", "--dest", str(house),
+                    "-r", str(ROOT / "ops" / "requirements.lock")], check=True, timeout=900)
+    for wheel in house.iterdir():
+        wheel.chmod(0o644)
+    return house
+
+
 @pytest.fixture(scope="session")
 def fleet_hosts(remote: Remote) -> Iterator[FleetHosts]:  # noqa: F811 - the fixture above
     base = Path(tempfile.mkdtemp(prefix="mmops-test-fleet-"))
     os.chmod(base, 0o755)
+    house = local_wheelhouse(base)
     servers: dict[str, SshServer] = {}
     env_text = Path(remote.state.env_file).read_text()
     try:
@@ -98,6 +114,8 @@ def fleet_hosts(remote: Remote) -> Iterator[FleetHosts]:  # noqa: F811 - the fix
                                login_user=unique_login_user("mmops-f"))
             server.start()
             servers[name] = server
+            server.write_user_file(".config/pip/pip.conf",
+                                   f"[global]\nno-index = true\nfind-links = {house}\n")
             server.write_user_file(ENV_REL, env_text)
             server.write_user_file(OTHER_ENV_REL, env_text.replace(
                 f"/{remote.state.database}\n", "/postgres\n"))
