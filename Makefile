@@ -32,6 +32,7 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench $(if $(SIZE),--size $(SIZE))
+	$(BIN)/python -m tests.repository.bench_storage $(or $(STORAGE_MB),512)
 
 # The exact runtime pins servers install: resolved in a scratch venv holding only the package's
 # own dependencies (never the test tools of .venv).

@@ -62,9 +62,26 @@ class NullSink:
         pass
 
 
+SECONDS: dict[str, float] = {}
+
+
 def report(what: str, size: int, seconds: float) -> None:
-    print(f"{what:<44} {size / seconds / 1e6:8.1f} MB/s   peak RSS {rss_mib():7.1f} MiB",
+    SECONDS[what.split(" (")[0]] = seconds
+    print(f"{what:<52} {size / seconds / 1e6:8.1f} MB/s   peak RSS {rss_mib():7.1f} MiB",
           flush=True)
+
+
+def ratios() -> None:
+    """Our transfer's wall time over the storage client's own on the same bytes (≤ 1.0 means
+    the repository layer costs nothing over boto3's managed transfer). Printed, never asserted."""
+    print("ratios (wall time, ours / boto3's own transfer; ≤ 1.0x: no cost over the client):")
+    for what, ours, theirs in (
+        ("upload", "upload: S3Repository", "upload: boto3 upload_fileobj"),
+        ("download", "download: S3Object.read_at, 8 MiB ranges",
+         "download: boto3 download_fileobj"),
+    ):
+        ratio = SECONDS[ours] / SECONDS[theirs]
+        print(f"  {what:<10} {ratio:5.2f}x   ≤ 1.0x   {'PASS' if ratio <= 1.0 else 'FAIL'}")
 
 
 def main() -> None:
@@ -125,6 +142,7 @@ def main() -> None:
         sink.commit()
         report("upload: encrypted, S3Repository", total, time.perf_counter() - t)
         shutil.rmtree(tmp)
+        ratios()
     finally:
         stop(server.process)
         shutil.rmtree(server.base, ignore_errors=True)
