@@ -26,9 +26,21 @@ def targets_from_env() -> list:
     return targets
 
 
-def render_deliveries(deliveries: list) -> None:
-    for d in deliveries:
-        click.echo(f"  delivered  {d.target}" if d.ok else f"  FAILED     {d.error}")
+def report_deliveries(deliveries: list, *, heading: str | None = None,
+                      show: bool = True) -> None:
+    """Print each delivery (under ``heading``) unless ``show`` is off (--json printed them),
+    then fail with exit 14 when a target did not take the notification."""
+    from ..notify import NotifyFailed
+    from ..notify.send import failures_sentence
+
+    if show:
+        if heading:
+            click.echo(heading)
+        for d in deliveries:
+            click.echo(f"  delivered  {d.target}" if d.ok else f"  FAILED     {d.error}")
+    failed = failures_sentence(deliveries)
+    if failed:
+        raise NotifyFailed(failed)
 
 
 @click.group("notify")
@@ -40,8 +52,7 @@ def notify() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def test_cmd(as_json: bool) -> None:
     """Send a test notification to every NOTIFY target (exit 14 if one fails)."""
-    from ..notify import Event, NotifyFailed, send
-    from ..notify.send import failures_sentence
+    from ..notify import Event, send
 
     targets = targets_from_env()
     host = socket.gethostname()
@@ -49,12 +60,8 @@ def test_cmd(as_json: bool) -> None:
                       targets)
     if as_json:
         echo_json({"deliveries": [d.to_dict() for d in deliveries]})
-    else:
-        click.echo(f"Test notification to {len(targets)} target(s):")
-        render_deliveries(deliveries)
-    failed = failures_sentence(deliveries)
-    if failed:
-        raise NotifyFailed(failed)
+    report_deliveries(deliveries, heading=f"Test notification to {len(targets)} target(s):",
+                      show=not as_json)
 
 
 @notify.command("send")
@@ -69,13 +76,9 @@ def send_cmd(kind: str, result: str, message: str, host: str | None,
              database: str | None) -> None:
     """Send one event to every NOTIFY target (for CI jobs and your own scripts; exit 14 if a
     target fails)."""
-    from ..notify import Event, NotifyFailed, send
-    from ..notify.send import failures_sentence
+    from ..notify import Event, send
 
     targets = targets_from_env()
     deliveries = send(Event(kind, result, host or socket.gethostname(), message,
                             database=database), targets)
-    render_deliveries(deliveries)
-    failed = failures_sentence(deliveries)
-    if failed:
-        raise NotifyFailed(failed)
+    report_deliveries(deliveries)

@@ -210,18 +210,13 @@ def status_cmd(as_json: bool, **remote: Any) -> None:
 def test_notify_cmd(as_json: bool, **remote: Any) -> None:
     """Send a test notification from the server to the schedule's NOTIFY targets (exit 14
     if one fails)."""
-    from ..notify import Delivery, NotifyFailed
-    from ..notify.send import failures_sentence
-    from .notify import render_deliveries
+    from ..notify import Delivery
+    from .notify import report_deliveries
 
     with _agent(remote) as transport:
         result = _call(transport, "schedule-test-notify")
     deliveries = [Delivery(**d) for d in result["deliveries"]]
     if as_json:
         echo_json(result)
-    else:
-        click.echo(f"Test notification from {transport.label}:")
-        render_deliveries(deliveries)
-    failed = failures_sentence(deliveries)
-    if failed:
-        raise NotifyFailed(failed)
+    report_deliveries(deliveries, heading=f"Test notification from {transport.label}:",
+                      show=not as_json)
