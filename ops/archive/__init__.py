@@ -14,7 +14,7 @@ from __future__ import annotations
 from .format import FILE_SUFFIX, FORMAT_VERSION
 from .manifest import MemberInfo
 from .reader import ArchiveReader, read_manifest
-from .verify import VerifyReport, verify_archive
+from .verify import VerifyReport, check_written, verify_archive
 from .writer import ArchiveWriter, MemberWriter
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "MemberInfo",
     "MemberWriter",
     "VerifyReport",
+    "check_written",
     "read_manifest",
     "verify_archive",
 ]

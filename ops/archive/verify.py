@@ -7,6 +7,13 @@ manifest lists, each member ends with the size and checksum the manifest lists, 
 is in between) and it decompresses every chunk and recomputes every member's sha256.  Reading
 front to back keeps I/O sequential; a few chunks are decompressed at once on a small thread pool
 (python-zstandard releases the GIL) and hashed in file order, so memory stays at a few chunks.
+
+``check_written`` is the check right after a backup is written: the same structural pass, and
+instead of decompressing, the sha256 of every byte read back from the file (or the stored
+object) must equal the sha256 the writer took of every byte it produced. That proves the file
+holds exactly what was compressed and hashed in memory, at the cost of one sha256 over the
+compressed bytes instead of decompressing and hashing all the raw bytes again; the full decode
+is ``verify_archive`` (``mmops verify``, and before every restore).
 """
 
 from __future__ import annotations
@@ -68,6 +75,16 @@ class _Seen:
     ended: bool = False
 
 
+class _Digest:
+    """Stands in for a hash object when the chunks were not decompressed."""
+
+    def __init__(self, hexdigest: str) -> None:
+        self._hex = hexdigest
+
+    def hexdigest(self) -> str:
+        return self._hex
+
+
 def verify_archive(source: Source, progress: VerifyProgress | None = None) -> VerifyReport:
     """Check everything in a backup (path or ReadAt); raise ArchiveError naming the first bad
     member. A ReadAt source is read front to back in 8 MiB requests."""
@@ -80,13 +97,70 @@ def verify_archive(source: Source, progress: VerifyProgress | None = None) -> Ve
             stream = io.BufferedReader(raw, buffer_size=8 << 20)
         with stream, ThreadPoolExecutor(_THREADS, thread_name_prefix="mmops-verify") as pool:
             _Scan(reader, stream, progress, pool).run()
-        return VerifyReport(
-            path=reader.path,
-            members=len(reader.members),
-            raw_bytes=sum(m.raw_size for m in reader.members),
-            stored_bytes=sum(m.stored_size for m in reader.members),
-            ok=True,
-        )
+        return _report(reader)
+
+
+def check_written(
+    source: Source, sha256: str, progress: VerifyProgress | None = None
+) -> VerifyReport:
+    """The check after writing: the structure as ``verify_archive`` checks it, and the sha256
+    of the whole file read back equal to ``sha256``, the digest the writer took of every byte it
+    wrote (``ArchiveWriter.sha256``). Chunks are not decompressed."""
+    with ArchiveReader(source) as reader:
+        if isinstance(source, (str, os.PathLike)):
+            raw: io.RawIOBase = open(source, "rb", buffering=0)  # noqa: SIM115
+        else:
+            raw = ReadAtStream(source, 0)
+        hashing = _HashingRaw(raw)
+        with io.BufferedReader(hashing, buffer_size=8 << 20) as stream:
+            if len(stream.read(reader.data_start)) != reader.data_start:
+                raise ArchiveError(f"Backup file {reader.path} is shorter than its header says.")
+            _Scan(reader, stream, progress, None).run()
+            while stream.read(8 << 20):  # the manifest record and the trailer
+                pass
+        if hashing.size != reader.size or hashing.sha.hexdigest() != sha256:
+            raise ArchiveError(
+                f"Backup file {reader.path} does not hold the bytes that were written to it "
+                f"(read back {hashing.size} of {reader.size} bytes, and their sha256 differs).",
+                hint="Check the disk or the storage, then back up again.",
+            )
+        return _report(reader)
+
+
+def _report(reader: ArchiveReader) -> VerifyReport:
+    return VerifyReport(
+        path=reader.path,
+        members=len(reader.members),
+        raw_bytes=sum(m.raw_size for m in reader.members),
+        stored_bytes=sum(m.stored_size for m in reader.members),
+        ok=True,
+    )
+
+
+class _HashingRaw(io.RawIOBase):
+    """A raw stream that hashes (sha256) and counts every byte read through it."""
+
+    def __init__(self, raw: io.RawIOBase) -> None:
+        super().__init__()
+        self._raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._raw.readinto(buffer) or 0
+        if n:
+            self.sha.update(memoryview(buffer)[:n])
+            self.size += n
+        return n
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
 
 
 _THREADS = min(4, os.cpu_count() or 1)
@@ -109,8 +183,9 @@ class _Scan:
         reader: ArchiveReader,
         stream: BinaryIO,
         progress: VerifyProgress | None,
-        pool: ThreadPoolExecutor,
+        pool: ThreadPoolExecutor | None,
     ) -> None:
+        """``pool`` None: check the structure only, without decompressing the chunks."""
         self.reader = reader
         self.pool = pool
         self.decoding: collections.deque[_Decoding] = collections.deque()
@@ -208,6 +283,11 @@ class _Scan:
         if len(frame) != length:
             raise corrupt_member(self.path, info.name, f"chunk {index} is cut short")
         seen.next_chunk += 1
+        if self.pool is None:
+            self.done_stored += length
+            if self.progress is not None:
+                self.progress(self.done_stored, self.total_stored, info.name)
+            return
         raw = self.pool.submit(decode_chunk, frame, self.reader.chunk_size)
         self.decoding.append(_Decoding(seen, index, payload_offset, length, raw))
         self._finish_chunks(_THREADS + 1)
@@ -237,6 +317,8 @@ class _Scan:
         info = seen.info
         if seen.next_chunk != len(info.chunks) or body.get("chunk_count") != len(info.chunks):
             raise corrupt_member(self.path, info.name, "has a different number of chunks")
+        if self.pool is None:  # not decompressed: the end record must agree with the manifest
+            seen.raw_size, seen.sha = info.raw_size, _Digest(info.sha256)
         if seen.raw_size != info.raw_size or body.get("raw_size") != info.raw_size:
             raise corrupt_member(
                 self.path, info.name, f"has {seen.raw_size} bytes instead of {info.raw_size}"

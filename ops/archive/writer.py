@@ -125,6 +125,7 @@ class ArchiveWriter:
         self._lock = threading.Lock()
         self._state = _State.OPEN
         self._offset = 0
+        self._sha = hashlib.sha256()  # of every byte written: check_written compares the file
         self._members: list[MemberWriter] = []  # in member-id order (id = index + 1)
         self._names: set[str] = set()
         self._sink_raw: _SinkRaw | None = None
@@ -214,6 +215,11 @@ class ArchiveWriter:
             self.abort()
 
     # -- public API --------------------------------------------------------------------------
+
+    @property
+    def sha256(self) -> str:
+        """The sha256 of every byte written so far: the whole file's once committed."""
+        return self._sha.hexdigest()
 
     @property
     def bytes_written(self) -> int:
@@ -357,6 +363,7 @@ class ArchiveWriter:
             self._state = _State.FAILED  # a sink's own error (RepositoryError) passes through
             raise
         self._offset += len(data)
+        self._sha.update(data)
 
     def _disk_full(self, exc: OSError) -> ConfigError:
         """One sentence for a full disk (or quota): where, how much, and that nothing changed."""

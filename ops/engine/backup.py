@@ -96,10 +96,10 @@ async def backup(
     async with snapshot_connections(url, jobs, lock_timeout=lock_timeout) as conns:
         work = _dump(conns, url, out_path, tables, exclude_tables, emit, level, lock_timeout)
         if not yield_after or yield_after <= 0:
-            final, server_version, revision, created_at, summaries = await work
+            final, server_version, revision, created_at, summaries, digest = await work
         else:
             async with connection(url, application_name="mmops backup watch") as watch:
-                final, server_version, revision, created_at, summaries = await _yielding(
+                final, server_version, revision, created_at, summaries, digest = await _yielding(
                     work, watch, [c.get_server_pid() for c in conns], yield_after
                 )
         size = final.stat().st_size
@@ -112,10 +112,11 @@ async def backup(
         size_bytes=size,
         duration_s=round(time.monotonic() - started, 3),
         created_at=created_at,
+        file_sha256=digest,
     )
 
 
-_Dumped = tuple[Path, str, str | None, str, list[TableSummary]]
+_Dumped = tuple[Path, str, str | None, str, list[TableSummary], str]
 
 
 async def _dump(
@@ -179,7 +180,7 @@ async def _dump(
             "sequences": len(schema.sequences),
         }
         final = writer.commit(meta)
-    return final, server_version, revision, created_at, [s for _m, s in summaries]
+    return final, server_version, revision, created_at, [s for _m, s in summaries], writer.sha256
 
 
 # Sessions (not ours) that have waited at least $2 seconds for a lock one of our sessions

@@ -57,6 +57,7 @@ class BackupResult:
     size_bytes: int
     duration_s: float
     created_at: str
+    file_sha256: str = ""  # of every byte the writer wrote (ArchiveWriter.sha256)
 
     @property
     def total_rows(self) -> int:

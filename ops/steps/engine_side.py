@@ -12,7 +12,7 @@ import hashlib
 import time
 from pathlib import Path
 
-from ..archive import verify_archive
+from ..archive import check_written
 from ..dburl import DbUrl
 from ..engine.backup import backup, default_backup_name, safe_database_name
 from ..engine.results import Progress, ProgressCallback, RestoreMode
@@ -64,8 +64,10 @@ async def backup_into(
     path = Path(result.path)
     try:
         emit(Progress("verify", message=f"checking {path.name}"))
-        report = verify_archive(path)
-        digest = sha256_of(path) if checksum else ""
+        # The file read back must be the bytes the writer produced (their sha256), and its
+        # structure sound; decompressing it all again is verify_archive's (and every restore's).
+        report = check_written(path, result.file_sha256)
+        digest = result.file_sha256 if checksum else ""
     except BaseException:
         path.unlink(missing_ok=True)  # never leave an unverified file under a backup's name
         raise
