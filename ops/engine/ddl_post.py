@@ -66,7 +66,14 @@ async def read_post_data(
     for r in await conn.fetch(
         """
         SELECT i.indexrelid, i.indrelid, ic.relname, n.nspname, i.indisclustered,
-               i.indisreplident, pg_catalog.pg_get_indexdef(i.indexrelid) AS def,
+               i.indisreplident,
+               -- a constraint's index comes with its constraint: no definition needed (it is
+               -- the costliest call here, ~30 µs per index on 15)
+               CASE WHEN NOT EXISTS (
+                   SELECT 1 FROM pg_catalog.pg_constraint k
+                   WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid
+                     AND k.contype IN ('p', 'u', 'x'))
+                 THEN pg_catalog.pg_get_indexdef(i.indexrelid) END AS def,
                pn.nspname AS parent_schema, pc.relname AS parent_name
         FROM pg_catalog.pg_index i
         JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
