@@ -58,15 +58,15 @@ async def alembic_revision(conn: asyncpg.Connection, schema: SchemaDump) -> str 
     return None
 
 
-def _filter_schema_tables(
-    schema: SchemaDump, include: Sequence[str] | None, exclude: Sequence[str] | None
+def _filter_tables(
+    found: Sequence[TableDef], include: Sequence[str] | None, exclude: Sequence[str] | None
 ) -> list[TableDef]:
-    pairs = [(t.schema, t.name) for t in schema.tables]
+    pairs = [(t.schema, t.name) for t in found]
     missing = unmatched_patterns(pairs, include)
     if missing:
         raise UsageError(f"No table matches {', '.join(repr(m) for m in missing)}.")
     chosen = set(select_tables(pairs, include, exclude))
-    return [t for t in schema.tables if (t.schema, t.name) in chosen]
+    return [t for t in found if (t.schema, t.name) in chosen]
 
 
 async def backup(
@@ -136,24 +136,33 @@ async def _dump(
     # table's lock, and a table must not change between its definition and its rows.
     await _lock_tables(leader, await _user_tables(leader), lock_timeout)
     emit(Progress("schema", message="reading the catalogs"))
-    schema = await read_schema(leader)
-    if schema.large_objects:
-        raise UsageError(
-            f"The database holds {schema.large_objects} large object(s), which this tool "
-            "does not back up; store them as bytea or use pg_dump for this database."
-        )
-    chosen = _filter_schema_tables(schema, tables, exclude_tables)
-    server_version = str(await leader.fetchval("SHOW server_version"))
-    # COPY writes timestamptz in the session's TimeZone: a test restore re-reads in the same one.
-    timezone = str(await leader.fetchval("SHOW TimeZone"))
-    revision = await alembic_revision(leader, schema)
-    total_bytes = sum(t.approx_bytes for t in chosen)
-
     with ArchiveWriter(out_path, level=level) as writer:
+        copier = _Copier(writer, emit, lock_timeout)
+        chosen: list[TableDef] = []
+
+        def tables_found(found: tuple[TableDef, ...], large_objects: int) -> None:
+            if large_objects:
+                raise UsageError(
+                    f"The database holds {large_objects} large object(s), which this tool "
+                    "does not back up; store them as bytea or use pg_dump for this database."
+                )
+            chosen.extend(_filter_tables(found, tables, exclude_tables))
+            # The other connections copy rows while the leader reads the rest of the catalogs.
+            copier.start(chosen, conns[1:])
+
+        try:
+            schema = await read_schema(leader, on_tables=tables_found)
+            server_version = str(await leader.fetchval("SHOW server_version"))
+            # COPY writes timestamptz in the session's TimeZone: a test restore re-reads in the
+            # same one.
+            timezone = str(await leader.fetchval("SHOW TimeZone"))
+            revision = await alembic_revision(leader, schema)
+            summaries = await copier.finish(leader)
+        finally:
+            await copier.stop()
         writer.add_member(
             SCHEMA_MEMBER, "schema", json.dumps(schema.to_json(), sort_keys=True).encode()
         )
-        summaries = await _copy_all(conns, chosen, writer, emit, total_bytes, lock_timeout)
         manifest_tables = [
             {
                 "schema": t.schema,
@@ -302,42 +311,59 @@ async def _lock_tables(conn: asyncpg.Connection, tables: list[str], timeout: flo
         raise DatabaseError(f"Could not lock the tables: {describe_pg_error(exc)}.") from exc
 
 
-async def _copy_all(
-    conns: list[asyncpg.Connection],
-    tables: list[TableDef],
-    writer: ArchiveWriter,
-    emit: ProgressCallback,
-    total_bytes: int,
-    lock_timeout: float,
-) -> list[tuple[str, TableSummary]]:
-    """Largest tables first over all connections; results in the order of ``tables``."""
-    order = sorted(range(len(tables)), key=lambda i: -tables[i].approx_bytes)
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in order:
-        queue.put_nowait(i)
-    results: dict[int, tuple[str, TableSummary]] = {}
-    done_bytes = 0
+class _Copier:
+    """COPY the chosen tables, largest first, over the connections given to ``start`` and,
+    once it is done with the catalogs, the leader's (``finish``)."""
 
-    def on_bytes(n: int) -> None:
-        nonlocal done_bytes
-        done_bytes += n
-        emit(Progress("data", done=done_bytes, total=total_bytes or None))
+    def __init__(self, writer: ArchiveWriter, emit: ProgressCallback, lock_timeout: float) -> None:
+        self.writer = writer
+        self.emit = emit
+        self.lock_timeout = lock_timeout
+        self.tables: list[TableDef] = []
+        self.queue: asyncio.Queue[int] = asyncio.Queue()
+        self.results: dict[int, tuple[str, TableSummary]] = {}
+        self.tasks: list[asyncio.Future[None]] = []
+        self.done_bytes = 0
+        self.total_bytes = 0
 
-    async def worker(conn: asyncpg.Connection) -> None:
+    def start(self, tables: list[TableDef], conns: Sequence[asyncpg.Connection]) -> None:
+        self.tables = tables
+        self.total_bytes = sum(t.approx_bytes for t in tables)
+        for i in sorted(range(len(tables)), key=lambda i: -tables[i].approx_bytes):
+            self.queue.put_nowait(i)
+        self.tasks = [asyncio.ensure_future(self._worker(c)) for c in conns]
+
+    async def finish(self, leader: asyncpg.Connection) -> list[tuple[str, TableSummary]]:
+        """The leader joins in; results in the order of the tables."""
+        self.tasks.append(asyncio.ensure_future(self._worker(leader)))
+        await asyncio.gather(*self.tasks)
+        return [self.results[i] for i in range(len(self.tables))]
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def _on_bytes(self, n: int) -> None:
+        self.done_bytes += n
+        self.emit(Progress("data", done=self.done_bytes, total=self.total_bytes or None))
+
+    async def _worker(self, conn: asyncpg.Connection) -> None:
         while True:
             try:
-                i = queue.get_nowait()
+                i = self.queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            table = tables[i]
+            table = self.tables[i]
             name = data_member_name(i)
-            member = writer.open_member(name, "table-data")
-            emit(Progress("data", done=done_bytes, total=total_bytes or None, item=table.qualified))
+            member = self.writer.open_member(name, "table-data")
+            self.emit(Progress("data", done=self.done_bytes, total=self.total_bytes or None,
+                               item=table.qualified))
             try:
-                rows, info = await copy_table_out(conn, table, member, on_bytes)
+                rows, info = await copy_table_out(conn, table, member, self._on_bytes)
             except asyncpg.LockNotAvailableError as exc:
                 raise DatabaseError(
-                    f"The backup waited {lock_timeout:g}s to read table {table.qualified}, "
+                    f"The backup waited {self.lock_timeout:g}s to read table {table.qualified}, "
                     "behind a session waiting for an exclusive lock on it; nothing was written.",
                     hint="Retry when that session is done, or raise the lock timeout.",
                 ) from exc
@@ -345,16 +371,7 @@ async def _copy_all(
                 raise DatabaseError(
                     f"Reading table {table.qualified} failed: {describe_pg_error(exc)}."
                 ) from exc
-            results[i] = (
+            self.results[i] = (
                 name,
                 TableSummary(table.schema, table.name, rows, info.raw_size, info.stored_size),
             )
-
-    tasks = [asyncio.ensure_future(worker(c)) for c in conns]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    return [results[i] for i in range(len(tables))]

@@ -12,6 +12,7 @@ search_path, as pg_dump does), so the statements run with ``search_path = ''``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,16 +151,23 @@ class SchemaDump:
         )
 
 
-async def read_schema(conn: asyncpg.Connection) -> SchemaDump:
+TablesFound = Callable[[tuple["TableDef", ...], int], None]
+"""Called once the tables to copy are known: (tables, number of large objects)."""
+
+
+async def read_schema(conn: asyncpg.Connection, on_tables: TablesFound | None = None) -> SchemaDump:
     """Read the user schema in the current snapshot; raise UnsupportedSchema for what we can't do.
 
     Must be called inside a transaction (the caller's snapshot); the search_path is set to ''
-    for the reads and put back afterwards.
+    for the reads and put back afterwards. ``on_tables`` is called as soon as the tables whose
+    rows are copied are known and nothing unsupported was found, before the rest (post-data
+    DDL, dependencies, sequences) is read: a backup starts copying rows on its other
+    connections meanwhile.
     """
     try:
         old_path = await conn.fetchval("SELECT pg_catalog.current_setting('search_path')")
         await conn.execute("SELECT pg_catalog.set_config('search_path', '', true)")
-        dump = await _read(conn)
+        dump = await _read(conn, on_tables)
         await conn.execute("SELECT pg_catalog.set_config('search_path', $1, true)", old_path)
     except asyncpg.PostgresError as exc:
         raise DatabaseError(
@@ -168,7 +176,7 @@ async def read_schema(conn: asyncpg.Connection) -> SchemaDump:
     return dump
 
 
-async def _read(conn: asyncpg.Connection) -> SchemaDump:
+async def _read(conn: asyncpg.Connection, on_tables: TablesFound | None) -> SchemaDump:
     ctx = await CatalogContext.load(conn)
     if ctx.version_num < MIN_SERVER_VERSION:
         raise UnsupportedSchema(
@@ -191,6 +199,18 @@ async def _read(conn: asyncpg.Connection) -> SchemaDump:
             f"The database holds objects this backup engine cannot recreate: {shown}.",
             hint="Remove them or back this database up with pg_dump.",
         )
+    tables = tuple(
+        TableDef(
+            rel.schema, rel.name, rels.copy_columns[oid], rel.persistence, oid, rel.approx_bytes
+        )
+        for oid, rel in rels.relations.items()
+        if oid in rels.copy_columns
+    )
+    large_objects = int(
+        await conn.fetchval("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata")
+    )
+    if on_tables is not None:
+        on_tables(tables, large_objects)
     await graph.load_edges(conn)
     pre = [stmt for node in graph.ordered() for stmt in node.statements]
     pre += rels.owned_by
@@ -202,13 +222,6 @@ async def _read(conn: asyncpg.Connection) -> SchemaDump:
     refresh = tuple(
         f"REFRESH MATERIALIZED VIEW {rels.relations[key[1]].qualified}"
         for key in topo_order(matviews, graph)
-    )
-    tables = tuple(
-        TableDef(
-            rel.schema, rel.name, rels.copy_columns[oid], rel.persistence, oid, rel.approx_bytes
-        )
-        for oid, rel in rels.relations.items()
-        if oid in rels.copy_columns
     )
     sequences = []
     seqs = sorted(rels.sequences)
@@ -223,9 +236,6 @@ async def _read(conn: asyncpg.Connection) -> SchemaDump:
         for r in sorted(rows, key=lambda r: r["i"]):
             schema, name = part[r["i"]]
             sequences.append(SequenceValue(schema, name, int(r["last_value"]), r["is_called"]))
-    large_objects = int(
-        await conn.fetchval("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata")
-    )
     holding = {n.schema for n in graph.nodes.values() if n.schema} | {
         r["nspname"]
         for r in await conn.fetch(
