@@ -79,17 +79,26 @@ def test_other_damage_inside_a_chunk_names_the_member(make_archive, where):
 def test_chunk_list_that_disagrees_with_the_stream_is_caught(make_archive):
     """A valid manifest (crc and all) that points at the wrong chunk order fails verify."""
     path = make_archive()
-    with ArchiveReader(path) as reader:
-        manifest = dict(reader.manifest)
-        data_end = reader.data_end
-    notes = next(m for m in manifest["members"] if m["name"] == NOTES)
-    notes["chunks"][0], notes["chunks"][1] = notes["chunks"][1], notes["chunks"][0]
-    rewrite_manifest(path, data_end, manifest)
+    edit_manifest_entry(path, NOTES, swap_first_chunks)
 
     with ArchiveReader(path) as reader, pytest.raises(ArchiveError, match="data/public.notes"):
         reader.read_member(NOTES)
     with pytest.raises(ArchiveError, match="data/public.notes"):
         verify_archive(path)
+
+
+def swap_first_chunks(entry):
+    entry["chunks"][0], entry["chunks"][1] = entry["chunks"][1], entry["chunks"][0]
+
+
+def edit_manifest_entry(path, name, edit):
+    """Change member ``name``'s manifest entry in place with ``edit(entry)``; a valid manifest
+    (crc and all) that no longer agrees with the records."""
+    with ArchiveReader(path) as reader:
+        manifest = dict(reader.manifest)
+        data_end = reader.data_end
+    edit(next(m for m in manifest["members"] if m["name"] == name))
+    rewrite_manifest(path, data_end, manifest)
 
 
 def rewrite_manifest(path, data_end, manifest):

@@ -12,7 +12,13 @@ import pytest
 from ops.archive import ArchiveReader, ArchiveWriter, check_written, verify_archive
 from ops.errors import ArchiveError
 from tests.archive.conftest import CHUNK, SAMPLE
-from tests.archive.test_archive_damage import NOTES, chunks_of, flip, rewrite_manifest
+from tests.archive.test_archive_damage import (
+    NOTES,
+    chunks_of,
+    edit_manifest_entry,
+    flip,
+    swap_first_chunks,
+)
 
 
 def write_sample(path: Path) -> tuple[Path, str]:
@@ -62,12 +68,7 @@ def test_a_bad_structure_fails_even_when_the_digest_matches(tmp_path: Path) -> N
     """A writer bug writes a consistent-looking file whose manifest disagrees with its records:
     the digest of what it wrote matches, the structural pass must still refuse it."""
     path, _ = write_sample(tmp_path / "db-20240101T000000Z.mmops")
-    with ArchiveReader(path) as reader:
-        manifest = dict(reader.manifest)
-        data_end = reader.data_end
-    notes = next(m for m in manifest["members"] if m["name"] == NOTES)
-    notes["chunks"][0], notes["chunks"][1] = notes["chunks"][1], notes["chunks"][0]
-    rewrite_manifest(path, data_end, manifest)
+    edit_manifest_entry(path, NOTES, swap_first_chunks)
     as_written = hashlib.sha256(path.read_bytes()).hexdigest()
     with pytest.raises(ArchiveError, match="data/public.notes"):
         check_written(path, as_written)
@@ -77,12 +78,7 @@ def test_an_end_record_disagreeing_with_the_manifest_fails_without_decompressing
     tmp_path: Path,
 ) -> None:
     path, _ = write_sample(tmp_path / "db-20240101T000000Z.mmops")
-    with ArchiveReader(path) as reader:
-        manifest = dict(reader.manifest)
-        data_end = reader.data_end
-    notes = next(m for m in manifest["members"] if m["name"] == NOTES)
-    notes["sha256"] = "0" * 64
-    rewrite_manifest(path, data_end, manifest)
+    edit_manifest_entry(path, NOTES, lambda entry: entry.update(sha256="0" * 64))
     as_written = hashlib.sha256(path.read_bytes()).hexdigest()
     with pytest.raises(ArchiveError, match="does not match its sha256 checksum"):
         check_written(path, as_written)
