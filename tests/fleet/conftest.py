@@ -26,7 +26,7 @@ import pytest
 
 from ops.sandbox.postgres import free_port
 from ops.sandbox.sshd import SshServer, unique_login_user
-from tests.transport.conftest import Remote, remote  # noqa: F401 - the sandbox fixture
+from tests.remote_sandbox import Remote
 
 ROOT = Path(__file__).resolve().parents[2]
 MMOPS = str(Path(sys.executable).parent / "mmops")
@@ -102,7 +102,7 @@ def local_wheelhouse(base: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def fleet_hosts(remote: Remote) -> Iterator[FleetHosts]:  # noqa: F811 - the fixture above
+def fleet_hosts(remote: Remote) -> Iterator[FleetHosts]:
     base = Path(tempfile.mkdtemp(prefix="mmops-test-fleet-"))
     os.chmod(base, 0o755)
     house = local_wheelhouse(base)

@@ -17,7 +17,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from tests.notify.receiver import Receiver
-from tests.transport.conftest import MMOPS, Remote
+from tests.remote_sandbox import MMOPS, Remote
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "deploy" / "github" / "database-test-restore.yml"

@@ -15,7 +15,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from ops.archive import verify_archive
-from tests.transport.conftest import MMOPS, Remote
+from tests.remote_sandbox import MMOPS, Remote
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "deploy" / "github" / "database-backup.yml"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ops.schedule.crontab import BEGIN, END
-from tests.transport.conftest import Remote
+from tests.remote_sandbox import Remote
 
 pytestmark = [pytest.mark.sshd, pytest.mark.postgres]
 RUNUSER = shutil.which("runuser", path="/usr/sbin:/sbin:/usr/bin") or "runuser"

@@ -18,8 +18,8 @@ import pytest
 
 from ops.schedule.crontab import BEGIN, END
 from tests.notify.receiver import Receiver, closed_port
+from tests.remote_sandbox import MMOPS, Remote
 from tests.schedule.test_schedule_cron import RUNUSER, _crontab, _next_second, _status, _stopped
-from tests.transport.conftest import MMOPS, Remote
 
 pytestmark = [pytest.mark.sshd, pytest.mark.postgres]
 TOKEN = "T0kenS3cretHook9876abcd"

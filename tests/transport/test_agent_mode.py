@@ -19,8 +19,7 @@ import pytest
 
 from ops.package_identity import content_hash
 from tests.fidelity import data_digest, schema_text
-
-from .conftest import MMOPS, Remote, wait_until
+from tests.remote_sandbox import MMOPS, Remote, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.sshd]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import MMOPS, Remote
+from tests.remote_sandbox import MMOPS, Remote
 
 pytestmark = pytest.mark.storage
 

@@ -18,8 +18,7 @@ import asyncpg
 import pytest
 
 from tests.fidelity import data_digest
-
-from .conftest import Remote
+from tests.remote_sandbox import Remote
 
 ROOT = Path(__file__).resolve().parents[2]
 OLD_JSON = ROOT / "tests" / "fixtures" / "legacy" / "production_backup_20240501_120000.json"

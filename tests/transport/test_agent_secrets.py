@@ -14,8 +14,7 @@ import asyncpg
 import pytest
 
 from ops.archive import read_manifest
-
-from .conftest import MMOPS, Remote
+from tests.remote_sandbox import MMOPS, Remote
 
 
 async def _set_password(remote: Remote, current: str, new: str) -> None:

@@ -28,8 +28,7 @@ import pytest
 from ops.dburl import DbUrl
 from tests.cli_helpers import MMOPS as MMOPS_PATH
 from tests.cli_helpers import mmops, url_text
-
-from .conftest import MMOPS, Remote, wait_until
+from tests.remote_sandbox import MMOPS, Remote, wait_until
 
 pytestmark = [
     pytest.mark.postgres,

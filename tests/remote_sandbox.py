@@ -1,5 +1,9 @@
 """One sandbox (real PostgreSQL + real sshd + app data) and one provisioned agent per session.
 
+The fixtures are registered once, in tests/conftest.py, and shared by tests/transport,
+tests/schedule and tests/fleet: a fixture imported into several conftest files is a separate
+fixture in each (three sandboxes and two agent installs per run before).
+
 Commands run the way users run them: ``make <target>`` with Make variables in the environment,
 or the ``mmops`` console script. Every helper asserts the database password never appears in
 what a command printed.
@@ -24,7 +28,7 @@ from ops.dburl import DbUrl, read_env_file
 from ops.sandbox.manager import SandboxState
 from ops.sandbox.sshd import SSHD, unique_login_user
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MMOPS = str(BIN / "mmops")
 
