@@ -18,6 +18,7 @@ from tests.repository.servers import (
     FakeGcs,
     SeaweedS3,
     fake_gcs_binary,
+    kill,
     start_fake_gcs,
     start_seaweed,
     stop,
@@ -129,7 +130,7 @@ def seaweed() -> Iterator[SeaweedS3]:
     try:
         yield server
     finally:
-        stop(server.process)
+        kill(server.process)  # its data is throwaway; SIGTERM would wait out a 5 s grace
         shutil.rmtree(server.base, ignore_errors=True)
 
 

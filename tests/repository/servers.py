@@ -65,6 +65,14 @@ def _die_with_parent() -> None:
         pass
 
 
+def kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL and reap, for a server whose data is throwaway: SeaweedFS sits out SIGTERM for
+    15-30 s, so ``stop`` spent its whole grace on it at every session end."""
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+
+
 def stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
     """SIGTERM, then SIGKILL (SeaweedFS may take 15-30 s to stop by itself)."""
     if process.poll() is not None:
