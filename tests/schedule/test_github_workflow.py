@@ -101,6 +101,10 @@ def test_the_run_steps_back_up_the_sandbox_encrypted_into_the_artifact_dir_and_s
         for step in job["steps"]:
             if "if" in step and not _evaluate(str(step["if"]).strip("${} "), ctx):
                 continue
+            if run_number == 2 and step.get("name") == "Install mmops":
+                # run 1 proved the install; its venv (on GITHUB_PATH) serves run 2 (~20 s)
+                assert (runner_temp / "venv" / "bin" / "mmops").is_file()
+                continue
             if "uses" in step:
                 if step["uses"].startswith("actions/upload-artifact@"):
                     files = sorted(runner_temp.glob("backups/*.mmops.age"))
