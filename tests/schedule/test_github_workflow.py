@@ -121,7 +121,8 @@ def test_the_run_steps_back_up_the_sandbox_encrypted_into_the_artifact_dir_and_s
                                  text=True, timeout=900)
             outputs.append(res.stdout + res.stderr)
             assert res.returncode == 0, f"{step.get('name')}: {res.stdout}{res.stderr}"
-        subprocess.run(["sleep", "1"], check=True)  # backups are named by the second
+        if run_number == 1:
+            subprocess.run(["sleep", "1"], check=True)  # backups are named by the second
 
     text = "\n".join(outputs)
     for secret in (remote.password, storage["AWS_SECRET_ACCESS_KEY"],
