@@ -94,8 +94,13 @@ def pull(
     expected_sha256: str,
     on_progress: ProgressSink | None = None,
 ) -> Path:
-    """Copy ``remote_path`` into ``dest_dir`` (same name), verified, 0600; returns the path."""
-    from ..archive import verify_archive
+    """Copy ``remote_path`` into ``dest_dir`` (same name), checked, 0600; returns the path.
+
+    ``expected_sha256`` is the server's digest of the file (the writer's, which the server
+    checked its file against): the pulled bytes must hash to it, and the local copy passes the
+    same check as a freshly written backup (structure, and its bytes read back hash to it).
+    """
+    from ..archive import check_written
 
     emit = on_progress or (lambda _p: None)
     name = PurePosixPath(remote_path).name
@@ -134,9 +139,9 @@ def pull(
                     f"The pulled copy of {name} differs from the server's file "
                     f"(size {done}/{size} or sha256 mismatch); nothing was kept."
                 )
-            emit(Progress("verify", message=f"verifying {name}"))
+            emit(Progress("verify", message=f"checking {name}"))
             try:
-                verify_archive(inc.read_path)
+                check_written(inc.read_path, expected_sha256)
             except ArchiveError as exc:
                 raise ArchiveError(f"The pulled backup {name} failed verification: {exc}") from exc
             inc.commit(final)
