@@ -23,22 +23,28 @@ pytestmark = pytest.mark.sshd
 NAME = "db-20240101T000000Z.mmops"
 
 
-def put_on_server(sshd: SshServer, local: Path, name: str) -> str:
-    """Copy ``local`` into the login user's home, owned by that user, 0600."""
-    path = sshd.home / name
-    path.write_bytes(local.read_bytes())
+def served_backup(sshd: SshServer, tmp_path: Path, label: str, *, broken: bool = False
+                  ) -> tuple[Path, str, str]:
+    """A backup written here (``broken``: its manifest then disagrees with its records) and
+    copied into the login user's home, owned by that user, 0600: (local file, its sha256 as
+    written, the server's path)."""
+    (tmp_path / "made").mkdir()
+    made, digest = write_sample(tmp_path / "made" / NAME)
+    if broken:
+        edit_manifest_entry(made, "data/public.notes", swap_first_chunks)
+        digest = hashlib.sha256(made.read_bytes()).hexdigest()
+    path = sshd.home / f"pull-{label}-{NAME}"
+    path.write_bytes(made.read_bytes())
     os.chmod(path, 0o600)
     pw = pwd.getpwnam(sshd.user)
     os.chown(path, pw.pw_uid, pw.pw_gid)
-    return str(path)
+    return made, digest, str(path)
 
 
 def test_a_pulled_backup_hashing_to_the_servers_digest_is_kept_0600(
     sshd: SshServer, tmp_path: Path
 ) -> None:
-    (tmp_path / "made").mkdir()
-    made, digest = write_sample(tmp_path / "made" / NAME)
-    remote = put_on_server(sshd, made, "pull-ok-" + NAME)
+    made, digest, remote = served_backup(sshd, tmp_path, "ok")
     with connect(RemoteTarget(sshd.alias, sshd.ssh_config)) as conn:
         got = pull(conn, remote, tmp_path / "here", expected_sha256=digest)
     assert got.read_bytes() == made.read_bytes()
@@ -48,9 +54,7 @@ def test_a_pulled_backup_hashing_to_the_servers_digest_is_kept_0600(
 def test_bytes_that_differ_from_the_servers_digest_leave_nothing(
     sshd: SshServer, tmp_path: Path
 ) -> None:
-    (tmp_path / "made").mkdir()
-    made, digest = write_sample(tmp_path / "made" / NAME)
-    remote = put_on_server(sshd, made, "pull-other-" + NAME)
+    _, _, remote = served_backup(sshd, tmp_path, "other")
     other = hashlib.sha256(b"another file").hexdigest()
     dest = tmp_path / "here"
     with connect(RemoteTarget(sshd.alias, sshd.ssh_config)) as conn, \
@@ -64,11 +68,7 @@ def test_a_broken_structure_is_refused_even_when_the_digest_matches(
 ) -> None:
     """A server whose writer produced a consistent-looking but wrong file (digest and all):
     the local check walks the structure and keeps nothing."""
-    (tmp_path / "made").mkdir()
-    made, _ = write_sample(tmp_path / "made" / NAME)
-    edit_manifest_entry(made, "data/public.notes", swap_first_chunks)
-    digest = hashlib.sha256(made.read_bytes()).hexdigest()
-    remote = put_on_server(sshd, made, "pull-broken-" + NAME)
+    _, digest, remote = served_backup(sshd, tmp_path, "broken", broken=True)
     dest = tmp_path / "here"
     with connect(RemoteTarget(sshd.alias, sshd.ssh_config)) as conn, \
             pytest.raises(ArchiveError, match="failed verification.*data/public.notes"):
