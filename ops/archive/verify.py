@@ -75,16 +75,6 @@ class _Seen:
     ended: bool = False
 
 
-class _Digest:
-    """Stands in for a hash object when the chunks were not decompressed."""
-
-    def __init__(self, hexdigest: str) -> None:
-        self._hex = hexdigest
-
-    def hexdigest(self) -> str:
-        return self._hex
-
-
 def verify_archive(source: Source, progress: VerifyProgress | None = None) -> VerifyReport:
     """Check everything in a backup (path or ReadAt); raise ArchiveError naming the first bad
     member. A ReadAt source is read front to back in 8 MiB requests."""
@@ -317,13 +307,19 @@ class _Scan:
         info = seen.info
         if seen.next_chunk != len(info.chunks) or body.get("chunk_count") != len(info.chunks):
             raise corrupt_member(self.path, info.name, "has a different number of chunks")
-        if self.pool is None:  # not decompressed: the end record must agree with the manifest
-            seen.raw_size, seen.sha = info.raw_size, _Digest(info.sha256)
-        if seen.raw_size != info.raw_size or body.get("raw_size") != info.raw_size:
+        # Decompressed, the member's bytes speak for themselves; otherwise what its end record
+        # says of them must agree with the manifest.
+        raw_size: object
+        digest: object
+        if self.pool is not None:
+            raw_size, digest = seen.raw_size, seen.sha.hexdigest()
+        else:
+            raw_size, digest = body.get("raw_size"), body.get("sha256")
+        if raw_size != info.raw_size or body.get("raw_size") != info.raw_size:
             raise corrupt_member(
-                self.path, info.name, f"has {seen.raw_size} bytes instead of {info.raw_size}"
+                self.path, info.name, f"has {raw_size} bytes instead of {info.raw_size}"
             )
-        if seen.sha.hexdigest() != info.sha256 or body.get("sha256") != info.sha256:
+        if digest != info.sha256 or body.get("sha256") != info.sha256:
             raise corrupt_member(self.path, info.name, "does not match its sha256 checksum")
         seen.ended = True
 
