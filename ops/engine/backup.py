@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import shutil
+import tempfile
 import time
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -17,15 +19,18 @@ from .._version import __version__
 from ..archive import ArchiveWriter
 from ..dburl import DbUrl
 from ..errors import BackupYielded, DatabaseError, UsageError
-from .catalog import SchemaDump, TableDef, read_schema
+from .catalog import Catalog, TableDef, read_catalog, read_tables
 from .connection import connection, snapshot_connections
 from .copy_out import copy_table_out
 from .pg_errors import describe_pg_error
+from .pg_tools import PgToolError, dump_schema, pg_dump_version
 from .results import BackupResult, Progress, ProgressCallback, TableSummary
 from .selection import select_tables, unmatched_patterns
 from .sql_text import quote_literal
 
-SCHEMA_MEMBER = "schema.json"
+SCHEMA_MEMBER = "schema.json"  # backups before the pg_dump schema (format 1 schema)
+SCHEMA_DUMP_MEMBER = "schema.pgdump"  # pg_dump -Fc: the schema, large objects, sequences
+CATALOG_MEMBER = "catalog.json"  # schemas, sequence values, extensions (our side)
 
 
 def data_member_name(index: int) -> str:
@@ -47,9 +52,9 @@ def default_backup_name(
     return f"{safe_database_name(database)}-{stamp}.mmops"
 
 
-async def alembic_revision(conn: asyncpg.Connection, schema: SchemaDump) -> str | None:
+async def alembic_revision(conn: asyncpg.Connection, tables: Sequence[TableDef]) -> str | None:
     """The alembic revision(s) recorded in the database, or None when there is no table."""
-    for t in schema.tables:
+    for t in tables:
         if t.name == "alembic_version" and "version_num" in t.columns:
             rows = await conn.fetch(
                 f"SELECT version_num FROM {t.qualified} ORDER BY version_num"
@@ -131,65 +136,113 @@ async def _dump(
 ) -> _Dumped:
     created_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     leader = conns[0]
-    emit(Progress("schema", message="locking the tables"))
-    # Lock before reading definitions (like pg_dump): pg_get_indexdef() and friends wait for a
-    # table's lock, and a table must not change between its definition and its rows.
-    await _lock_tables(leader, await _user_tables(leader), lock_timeout)
     emit(Progress("schema", message="reading the catalogs"))
-    with ArchiveWriter(out_path, level=level) as writer:
-        copier = _Copier(writer, emit, lock_timeout)
-        chosen: list[TableDef] = []
-
-        def tables_found(found: tuple[TableDef, ...], large_objects: int) -> None:
-            if large_objects:
-                raise UsageError(
-                    f"The database holds {large_objects} large object(s), which this tool "
-                    "does not back up; store them as bytea or use pg_dump for this database."
-                )
-            chosen.extend(_filter_tables(found, tables, exclude_tables))
-            # The other connections copy rows while the leader reads the rest of the catalogs.
+    found = await read_tables(leader)
+    chosen = _filter_tables(found, tables, exclude_tables)
+    # pg_dump writes the schema (and what only it carries: large objects, sequence values,
+    # extension configuration rows, materialized view refreshes) from the same snapshot,
+    # beside our COPY; every table's rows stay ours, selected or not. It starts before we
+    # lock: it takes its own ACCESS SHARE locks first thing, and a lock request of its made
+    # after an ALTER TABLE queued behind ours would wait for us while we wait for it.
+    snapshot = str(await leader.fetchval("SELECT pg_catalog.pg_export_snapshot()"))
+    staging = Path(tempfile.mkdtemp(prefix="mmops-schema-"))
+    schema_file = staging / "schema.pgdump"
+    locked = await _user_tables(leader)
+    dumper_name = f"mmops pg_dump {snapshot}"
+    dumper = asyncio.ensure_future(
+        dump_schema(url, snapshot, schema_file, exclude_data=[t.key for t in found],
+                    lock_wait_timeout=lock_timeout, application_name=dumper_name)
+    )
+    try:
+        # pg_dump takes its own ACCESS SHARE locks, table by table in oid order. We lock in
+        # the same order right behind it, so a DDL statement arriving meanwhile queues behind
+        # both (a lock request of pg_dump's made after an ALTER TABLE queued behind ours would
+        # wait for us while we wait for it). Whatever slipped in before our locks is caught by
+        # _check_unchanged: a table changed after the snapshot is never copied.
+        await _wait_for_first_lock(leader, dumper, dumper_name, [oid for oid, _ in locked])
+        emit(Progress("schema", message="locking the tables"))
+        await _lock_tables(leader, [name for _, name in locked], lock_timeout)
+        await _check_unchanged(url, leader, [oid for oid, _ in locked])
+        with ArchiveWriter(out_path, level=level) as writer:
+            copier = _Copier(writer, emit, lock_timeout)
             copier.start(chosen, conns[1:])
-
-        try:
-            schema = await read_schema(leader, on_tables=tables_found)
-            server_version = str(await leader.fetchval("SHOW server_version"))
-            # COPY writes timestamptz in the session's TimeZone: a test restore re-reads in the
-            # same one.
-            timezone = str(await leader.fetchval("SHOW TimeZone"))
-            revision = await alembic_revision(leader, schema)
-            summaries = await copier.finish(leader)
-        finally:
-            await copier.stop()
-        writer.add_member(
-            SCHEMA_MEMBER, "schema", json.dumps(schema.to_json(), sort_keys=True).encode()
-        )
-        manifest_tables = [
-            {
-                "schema": t.schema,
-                "name": t.name,
-                "member": member,
-                "rows": s.rows,
-                "raw_bytes": s.bytes_raw,
-                "stored_bytes": s.bytes_stored,
-                "columns": list(t.columns),
-            }
-            for t, (member, s) in zip(chosen, summaries, strict=True)
-        ]
-        meta = {
-            "tool": "markdown-manager-ops",
-            "tool_version": __version__,
-            "created_at": created_at,
-            "server_version": server_version,
-            "timezone": timezone,
-            "database": url.database,
-            "alembic_revision": revision,
-            "schemas": list(schema.schemas),
-            "tables": manifest_tables,
-            "partial": bool(tables or exclude_tables),
-            "sequences": len(schema.sequences),
-        }
-        final = writer.commit(meta)
+            try:
+                catalog = await read_catalog(leader, tuple(chosen))
+                server_version = str(await leader.fetchval("SHOW server_version"))
+                # COPY writes timestamptz in the session's TimeZone: a test restore re-reads
+                # in the same one.
+                timezone = str(await leader.fetchval("SHOW TimeZone"))
+                revision = await alembic_revision(leader, found)
+                summaries = await copier.finish(leader)
+                emit(Progress("schema", message="waiting for pg_dump's schema"))
+                await dumper
+                version = await pg_dump_version()
+                await asyncio.get_running_loop().run_in_executor(
+                    None, _add_file_member, writer, SCHEMA_DUMP_MEMBER, schema_file)
+            except PgToolError as exc:
+                raise DatabaseError(f"{exc} (nothing was written).") from exc
+            finally:
+                await copier.stop()
+            final = _finish(writer, url, catalog, chosen, summaries, tables, exclude_tables,
+                            created_at, server_version, timezone, revision, version)
+    finally:
+        if not dumper.done():
+            # A killed pg_dump leaves its server session waiting for a lock (holding the
+            # ones it has) until that wait ends: end the session first.
+            await _end_sessions(url, dumper_name)
+        dumper.cancel()
+        await asyncio.gather(dumper, return_exceptions=True)
+        shutil.rmtree(staging, ignore_errors=True)
     return final, server_version, revision, created_at, [s for _m, s in summaries], writer.sha256
+
+
+def _finish(
+    writer: ArchiveWriter, url: DbUrl, catalog: Catalog, chosen: list[TableDef],
+    summaries: list[tuple[str, TableSummary]], tables: Sequence[str] | None,
+    exclude_tables: Sequence[str] | None, created_at: str, server_version: str, timezone: str,
+    revision: str | None, pg_dump: str,
+) -> Path:
+    """Write our catalog member and the manifest; the file gets its final name."""
+    writer.add_member(
+        CATALOG_MEMBER, "catalog", json.dumps(catalog.to_json(), sort_keys=True).encode()
+    )
+    manifest_tables = [
+        {
+            "schema": t.schema,
+            "name": t.name,
+            "member": member,
+            "rows": s.rows,
+            "raw_bytes": s.bytes_raw,
+            "stored_bytes": s.bytes_stored,
+            "columns": list(t.columns),
+        }
+        for t, (member, s) in zip(chosen, summaries, strict=True)
+    ]
+    meta = {
+        "tool": "markdown-manager-ops",
+        "tool_version": __version__,
+        "created_at": created_at,
+        "server_version": server_version,
+        "timezone": timezone,
+        "database": url.database,
+        "alembic_revision": revision,
+        "schemas": list(catalog.schemas),
+        "tables": manifest_tables,
+        "partial": bool(tables or exclude_tables),
+        "sequences": len(catalog.sequences),
+        "schema_format": "pg_dump",
+        "pg_dump_version": pg_dump,
+        "large_objects": catalog.large_objects,
+    }
+    return writer.commit(meta)
+
+
+def _add_file_member(writer: ArchiveWriter, name: str, path: Path) -> None:
+    member = writer.open_member(name, "pg_dump")
+    with open(path, "rb") as f:
+        while chunk := f.read(member.chunk_size):
+            member.write(chunk)
+    member.close()
 
 
 # Sessions (not ours) that have waited at least $2 seconds for a lock one of our sessions
@@ -264,19 +317,79 @@ async def _yielding(
 
 
 _USER_TABLES = """
-SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
+SELECT c.oid, pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                   WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                     AND d.objid = c.oid AND d.deptype = 'e')
-ORDER BY n.nspname, c.relname
+ORDER BY c.oid
 """
 
 
-async def _user_tables(conn: asyncpg.Connection) -> list[str]:
-    return [r[0] for r in await conn.fetch(_USER_TABLES)]
+async def _user_tables(conn: asyncpg.Connection) -> list[tuple[int, str]]:
+    """(oid, qualified name) of the tables to lock, in pg_dump's order (oid)."""
+    return [(int(r[0]), r[1]) for r in await conn.fetch(_USER_TABLES)]
+
+
+async def _wait_for_first_lock(
+    conn: asyncpg.Connection, dumper: asyncio.Future[None], name: str, oids: list[int]
+) -> None:
+    """Return once pg_dump's session holds or awaits a lock on one of our tables (or ended)."""
+    if not oids:
+        return
+    while not dumper.done():
+        # pg_stat_activity is read once per transaction unless its snapshot is cleared.
+        await conn.execute("SELECT pg_catalog.pg_stat_clear_snapshot()")
+        if await conn.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                              JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+                              WHERE a.application_name = $1 AND l.locktype = 'relation'
+                                AND l.relation = ANY($2::oid[]))""",
+            name, oids,
+        ):
+            return
+        await asyncio.sleep(0.01)
+    if dumper.exception() is not None:
+        dumper.result()
+
+
+async def _end_sessions(url: DbUrl, application_name: str) -> None:
+    with contextlib.suppress(Exception):
+        async with connection(url, application_name="mmops backup cleanup") as conn:
+            await conn.execute(
+                "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity "
+                "WHERE application_name = $1 AND pid <> pg_catalog.pg_backend_pid()",
+                application_name)
+
+
+_TABLE_STATE = """SELECT c.oid, c.xmin::text AS x, c.relfilenode
+                  FROM pg_catalog.pg_class c WHERE c.oid = ANY($1::oid[])"""
+
+
+async def _check_unchanged(url: DbUrl, leader: asyncpg.Connection, oids: list[int]) -> None:
+    """Refuse to copy a table that changed after the snapshot (an ALTER TABLE, TRUNCATE or
+    rewrite that committed before our lock was granted): its rows would not be the
+    snapshot's. pg_class as the snapshot saw it against pg_class as it is now."""
+    if not oids:
+        return
+    then = {r["oid"]: (r["x"], r["relfilenode"]) for r in await leader.fetch(_TABLE_STATE, oids)}
+    async with connection(url, application_name="mmops backup check") as now_conn:
+        now = {r["oid"]: (r["x"], r["relfilenode"])
+               for r in await now_conn.fetch(_TABLE_STATE, oids)}
+    changed = sorted(oid for oid in oids if then.get(oid) != now.get(oid))
+    if changed:
+        names = await leader.fetch(
+            "SELECT c.oid::regclass::text FROM pg_catalog.pg_class c WHERE c.oid = ANY($1::oid[])",
+            changed)
+        raise BackupYielded(
+            "The backup stopped: table(s) " + ", ".join(r[0] for r in names) + " changed "
+            "(ALTER TABLE, TRUNCATE) between the backup's snapshot and its locks, so their "
+            "rows could not be read consistently; no backup file was left and nothing was "
+            "changed.",
+            hint="Retry the backup.",
+        )
 
 
 async def _lock_tables(conn: asyncpg.Connection, tables: list[str], timeout: float) -> None:

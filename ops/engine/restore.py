@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import shutil
+import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +18,15 @@ import asyncpg
 from ..archive import ArchiveReader
 from ..dburl import DbUrl
 from ..errors import ArchiveError, OpsError, RestoreFailed, RestoreRefused, UsageError
-from .backup import SCHEMA_MEMBER
-from .catalog import SchemaDump, TableDef, qualified, quote_ident
+from .backup import CATALOG_MEMBER, SCHEMA_DUMP_MEMBER, SCHEMA_MEMBER
+from .catalog import SequenceValue, qualified, quote_ident, sequences_from_json
 from .connection import connection
 from .ddl_foreign_keys import foreign_keys_among
+from .legacy_schema import LegacySchema
+from .owners import check_roles
 from .pg_errors import describe_pg_error
-from .restore_policy import (
-    check_lock_capacity,
-    check_restore_allowed,
-    load_order,
-    relations_created,
-)
+from .pg_tools import PgToolError
+from .restore_policy import check_lock_capacity, check_restore_allowed, load_order
 from .results import (
     Progress,
     ProgressCallback,
@@ -34,6 +35,7 @@ from .results import (
     RestoreResult,
     TableSummary,
 )
+from .schema_apply import RestoreOptions, SchemaScripts, apply, load_large_objects, prepare
 from .selection import select_tables, unmatched_patterns
 from .sql_text import statement_batches
 from .target import (
@@ -49,16 +51,43 @@ Table = tuple[str, str]
 
 
 class _Backup:
-    """The parts of an archive a restore needs, read once."""
+    """The parts of an archive a restore needs, read once.
+
+    Since the pg_dump schema, ``schema.pgdump`` (pg_dump -Fc) holds the DDL and ``catalog.json``
+    our side's sequences and schemas; older backups hold ``schema.json`` (statement lists)."""
 
     def __init__(self, reader: ArchiveReader) -> None:
         self.reader = reader
         self.manifest: dict[str, Any] = reader.manifest
-        self.schema = SchemaDump.from_json(json.loads(reader.read_member(SCHEMA_MEMBER)))
+        names = {m.name for m in reader.members}
         self.tables: dict[Table, dict[str, Any]] = {
             (t["schema"], t["name"]): t for t in self.manifest["tables"]
         }
-        self.defs: dict[Table, TableDef] = {(t.schema, t.name): t for t in self.schema.tables}
+        self.legacy: LegacySchema | None = None
+        self.schema_file: Path | None = None
+        if SCHEMA_DUMP_MEMBER in names:
+            catalog = json.loads(reader.read_member(CATALOG_MEMBER))
+            self.sequences = sequences_from_json(catalog)
+        else:
+            self.legacy = LegacySchema.from_json(json.loads(reader.read_member(SCHEMA_MEMBER)))
+            self.sequences = self.legacy.sequences
+
+    @contextlib.contextmanager
+    def pg_dump_archive(self) -> Iterator[Path | None]:
+        """The pg_dump archive as a private file (pg_restore reads files), removed after."""
+        if self.legacy is not None:
+            yield None
+            return
+        work = Path(tempfile.mkdtemp(prefix="mmops-schema-"))
+        try:
+            path = work / "schema.pgdump"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                for chunk in self.reader.iter_member(SCHEMA_DUMP_MEMBER):
+                    out.write(chunk)
+            yield path
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     def columns(self) -> dict[Table, Sequence[str]]:
         return {k: tuple(v["columns"]) for k, v in self.tables.items()}
@@ -80,7 +109,8 @@ async def _plan(
     mode: RestoreMode,
     force: bool,
     selected: list[Table] | None,
-) -> tuple[RestorePlan, TargetState]:
+    scripts: SchemaScripts | None,
+) -> tuple[RestorePlan, TargetState, list[Table]]:
     target = await read_target(conn)
     warnings = check_restore_allowed(
         mode=mode,
@@ -93,18 +123,23 @@ async def _plan(
     tables = selected if selected is not None else list(backup.tables)
     if mode is RestoreMode.DATA_ONLY:
         tables = [t for t in tables if t[1] != "alembic_version"]
+        if backup.manifest.get("large_objects"):
+            warnings.append(f"{backup.manifest['large_objects']} large object(s) in the backup "
+                            "are not loaded by a data-only restore")
+    if scripts is not None:
+        warnings += await check_roles(conn, scripts)
     to_drop: list[str] = []
     live_rows = 0
     if mode is RestoreMode.REPLACE:
         schemas = sorted(set(backup.manifest.get("schemas") or []) & target.schemas)
         to_drop = await objects_in_schemas(conn, schemas)
         live_rows = await row_counts(conn, [t for t in target.table_columns if t[0] in schemas])
-        locks = await relations_to_lock(conn, schemas=schemas) + _created(backup)
+        locks = await relations_to_lock(conn, schemas=schemas) + _created(backup, scripts)
     elif mode is RestoreMode.DATA_ONLY:
         live_rows = await row_counts(conn, tables)
         locks = await relations_to_lock(conn, tables=tables)
     else:
-        locks = _created(backup)
+        locks = _created(backup, scripts)
     check_lock_capacity(needed=locks, capacity=await lock_capacity(conn), database=target.database)
     plan = RestorePlan(
         mode=mode,
@@ -112,21 +147,39 @@ async def _plan(
         backup_created_at=backup.manifest.get("created_at", "?"),
         backup_alembic_revision=backup.manifest.get("alembic_revision"),
         live_alembic_revision=target.alembic_revision,
-        tables_to_load=[f"{s}.{n}" for s, n in tables],
+        tables_to_load=[qualified(s, n) for s, n in tables],
         rows_to_load=sum(backup.tables[t]["rows"] for t in tables),
         objects_to_drop=to_drop,
         live_rows_replaced=live_rows,
         warnings=warnings,
     )
-    return plan, target
+    return plan, target, tables
 
 
-def _created(backup: _Backup) -> int:
-    return relations_created(
-        backup.schema.pre_data,
-        backup.schema.post_data,
-        sum(1 for t in backup.tables.values() if t["rows"]),
-    )
+def _created(backup: _Backup, scripts: SchemaScripts | None) -> int:
+    with_rows = sum(1 for t in backup.tables.values() if t["rows"])
+    if scripts is not None:
+        return scripts.relations() + 2 * with_rows
+    assert backup.legacy is not None
+    return backup.legacy.relations(with_rows)
+
+
+@contextlib.asynccontextmanager
+async def _schema_scripts(
+    backup: _Backup, mode: RestoreMode, options: RestoreOptions
+) -> AsyncIterator[SchemaScripts | None]:
+    """pg_restore's SQL for a create/replace restore of a pg_dump-schema backup, else None."""
+    if mode is RestoreMode.DATA_ONLY or backup.legacy is not None:
+        yield None
+        return
+    with backup.pg_dump_archive() as archive:
+        assert archive is not None
+        try:
+            scripts = await prepare(archive, options)
+        except PgToolError as exc:
+            raise ArchiveError(f"The backup's schema (pg_dump archive) is unusable: {exc}") \
+                from exc
+        yield scripts
 
 
 async def plan_restore(
@@ -136,13 +189,16 @@ async def plan_restore(
     mode: RestoreMode = RestoreMode.CREATE,
     force: bool = False,
     tables: Sequence[str] | None = None,
+    no_owner: bool = False,
+    no_privileges: bool = False,
 ) -> RestorePlan:
     """What ``restore`` would do, without changing anything (raises RestoreRefused if refused)."""
+    options = RestoreOptions(no_owner, no_privileges, clean=mode is RestoreMode.REPLACE)
     with ArchiveReader(archive_path) as reader:
         backup = _Backup(reader)
         selected = _selected(backup, tables)
-        async with connection(url) as conn:
-            plan, _ = await _plan(conn, backup, mode, force, selected)
+        async with _schema_scripts(backup, mode, options) as scripts, connection(url) as conn:
+            plan, _, _ = await _plan(conn, backup, mode, force, selected, scripts)
             return plan
 
 
@@ -156,25 +212,31 @@ async def restore(
     tables: Sequence[str] | None = None,
     confirm: Callable[[RestorePlan], bool] | None = None,
     progress: ProgressCallback | None = None,
+    no_owner: bool = False,
+    no_privileges: bool = False,
 ) -> RestoreResult:
     """Restore ``archive_path`` into the database at ``url`` in one transaction.
 
     ``confirm`` sees the plan before anything changes; returning False cancels.
-    Any failure rolls back: the target is left exactly as it was.
+    Any failure rolls back: the target is left exactly as it was. ``no_owner`` /
+    ``no_privileges``: like pg_restore's, objects belong to the restoring user / no GRANTs.
     """
     started = time.monotonic()
     emit = progress or (lambda _p: None)
+    options = RestoreOptions(no_owner, no_privileges, clean=mode is RestoreMode.REPLACE)
     with ArchiveReader(archive_path) as reader:
         backup = _Backup(reader)
         selected = _selected(backup, tables)
-        async with connection(url, application_name="mmops restore") as conn:
-            plan, target = await _plan(conn, backup, mode, force, selected)
+        async with _schema_scripts(backup, mode, options) as scripts, connection(
+            url, application_name="mmops restore"
+        ) as conn:
+            plan, target, keys = await _plan(conn, backup, mode, force, selected, scripts)
             if confirm is not None and not confirm(plan):
                 raise RestoreRefused("Restore cancelled; nothing was changed.")
             try:
                 async with conn.transaction():
                     loaded = await _restore_in_transaction(
-                        conn, backup, plan, target, lock_timeout, emit
+                        conn, backup, plan, keys, target, scripts, lock_timeout, emit
                     )
             except OpsError as exc:
                 if isinstance(exc, RestoreRefused):
@@ -205,12 +267,13 @@ async def _restore_in_transaction(
     conn: asyncpg.Connection,
     backup: _Backup,
     plan: RestorePlan,
+    keys: list[Table],
     target: TargetState,
+    scripts: SchemaScripts | None,
     lock_timeout: float,
     emit: ProgressCallback,
 ) -> list[TableSummary]:
-    schema = backup.schema
-    partial = len([t for t in plan.tables_to_load if not t.endswith(".alembic_version")]) < len(
+    partial = len([k for k in keys if k[1] != "alembic_version"]) < len(
         [t for t in backup.tables if t[1] != "alembic_version"]
     )
     await conn.execute(
@@ -226,15 +289,18 @@ async def _restore_in_transaction(
         # same values several times faster. Values are identical; only new rows' storage
         # differs, and columns with an explicit COMPRESSION keep it.
         await conn.execute("SET LOCAL default_toast_compression = 'lz4'")
-    tables = [tuple(t.split(".", 1)) for t in plan.tables_to_load]
-    keys: list[Table] = [(s, n) for s, n in tables]
+    legacy = backup.legacy
     if plan.mode is RestoreMode.REPLACE:
         emit(Progress("schema", message="dropping the objects the backup replaces"))
         await _execute_all(conn, _drop_statements(backup, target))
     if plan.mode in (RestoreMode.CREATE, RestoreMode.REPLACE):
         await _execute_all(conn, _create_empty_schema_statements(backup, target, plan.mode))
         emit(Progress("schema", message="creating tables, types and functions"))
-        await _execute_all(conn, schema.pre_data)
+        if scripts is not None:
+            await apply(conn, scripts, "pre-data")
+        else:
+            assert legacy is not None
+            await _execute_all(conn, legacy.pre_data)
     else:
         keys = load_order(keys, target.references)
         await conn.execute("SET CONSTRAINTS ALL DEFERRED")
@@ -267,13 +333,20 @@ async def _restore_in_transaction(
                 for t, n, m in triggers
             ],
         )
+        await _set_sequences(conn, backup.sequences, plan.mode, keys if partial else None)
+        return loaded
+    loaded = await _load_data(conn, backup, keys, emit)
+    emit(Progress("post-data", message="building indexes, constraints and triggers"))
+    if scripts is not None:
+        # pg_dump's data section: sequence values, large objects, extension configuration rows.
+        await apply(conn, scripts, "data")
+        await load_large_objects(conn, scripts, emit)
+        await apply(conn, scripts, "post-data")
     else:
-        loaded = await _load_data(conn, backup, keys, emit)
-    if plan.mode in (RestoreMode.CREATE, RestoreMode.REPLACE):
-        emit(Progress("post-data", message="building indexes, constraints and triggers"))
-        await _execute_all(conn, schema.post_data)
-    await _execute_all(conn, schema.refresh)
-    await _set_sequences(conn, schema, plan.mode, keys if partial else None)
+        assert legacy is not None
+        await _execute_all(conn, legacy.post_data)
+        await _execute_all(conn, legacy.refresh)
+        await _set_sequences(conn, backup.sequences, plan.mode, None)
     return loaded
 
 
@@ -456,7 +529,7 @@ async def _load_data(
 
 async def _set_sequences(
     conn: asyncpg.Connection,
-    schema: SchemaDump,
+    sequences: Sequence[SequenceValue],
     mode: RestoreMode,
     only_tables: list[Table] | None,
 ) -> None:
@@ -477,7 +550,7 @@ async def _set_sequences(
             [t[1] for t in only_tables],
         )
         owned = {(r[0], r[1]) for r in rows}
-    wanted = [s for s in schema.sequences if owned is None or (s.schema, s.name) in owned]
+    wanted = [s for s in sequences if owned is None or (s.schema, s.name) in owned]
     if mode is RestoreMode.DATA_ONLY and wanted:
         existing = {
             r[0]

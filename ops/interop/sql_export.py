@@ -3,17 +3,23 @@ restores into an empty database, in one transaction, with the same fidelity as o
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from ..archive import ArchiveReader
-from ..engine.backup import SCHEMA_MEMBER
-from ..engine.catalog import SchemaDump, quote_ident
+from ..engine.backup import SCHEMA_DUMP_MEMBER, SCHEMA_MEMBER
+from ..engine.legacy_schema import LegacySchema
+from ..engine.pg_script import runnable_script
+from ..engine.pg_tools import list_entries, restore_sql
+from ..engine.schema_apply import SECTIONS
+from ..engine.sql_text import quote_ident
 
 _PROLOGUE = """\
 -- markdown-manager-ops plain SQL export
@@ -67,7 +73,7 @@ def _statement(stmt: str) -> bytes:
 
 def _write_script(reader: ArchiveReader, out: BinaryIO, progress: Callable[[str], None]) -> int:
     manifest = reader.manifest
-    schema = SchemaDump.from_json(json.loads(reader.read_member(SCHEMA_MEMBER)))
+    sections = _schema_sections(reader)
     out.write(
         _PROLOGUE.format(
             database=manifest.get("database"),
@@ -76,8 +82,7 @@ def _write_script(reader: ArchiveReader, out: BinaryIO, progress: Callable[[str]
         ).encode()
     )
     out.write(b"\n-- pre-data\n")
-    for stmt in schema.pre_data:
-        out.write(_statement(stmt))
+    out.write(sections["pre-data"].encode())
     rows = 0
     for table in manifest["tables"]:
         label = f"{quote_ident(table['schema'])}.{quote_ident(table['name'])}"
@@ -95,9 +100,39 @@ def _write_script(reader: ArchiveReader, out: BinaryIO, progress: Callable[[str]
         out.write(b"\\.\n")
         rows += int(table["rows"])
     out.write(b"\n-- post-data\n")
-    for stmt in (*schema.post_data, *schema.refresh):
-        out.write(_statement(stmt))
-    for seq in schema.sequences:
-        out.write(_statement(seq.setval_sql()))
+    out.write(sections["data"].encode())
+    out.write(sections["post-data"].encode())
     out.write(b"COMMIT;\n")
     return rows
+
+
+def _schema_sections(reader: ArchiveReader) -> dict[str, str]:
+    """Each section's SQL: pg_restore's for a pg_dump-schema backup (its data section holds
+    sequence values and large objects), the statement lists of an older one."""
+    names = {m.name for m in reader.members}
+    if SCHEMA_DUMP_MEMBER not in names:
+        legacy = LegacySchema.from_json(json.loads(reader.read_member(SCHEMA_MEMBER)))
+        return {
+            "pre-data": "".join(_statement(s).decode() for s in legacy.pre_data),
+            "data": "",
+            "post-data": "".join(
+                _statement(s).decode()
+                for s in (*legacy.post_data, *legacy.refresh,
+                          *(q.setval_sql() for q in legacy.sequences))
+            ),
+        }
+    with tempfile.TemporaryDirectory(prefix="mmops-export-") as work:
+        archive = Path(work) / "schema.pgdump"
+        fd = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            for chunk in reader.iter_member(SCHEMA_DUMP_MEMBER):
+                f.write(chunk)
+        return asyncio.run(_sections(archive))
+
+
+async def _sections(archive: Path) -> dict[str, str]:
+    out = {}
+    for section in SECTIONS:
+        entries = await list_entries(archive, section)
+        out[section] = runnable_script(await restore_sql(archive, entries)) if entries else ""
+    return out

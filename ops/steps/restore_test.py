@@ -330,7 +330,7 @@ async def run_restore_test(
     restore. ``before_check`` runs between the restore and the checks (tests use it to change
     a row and see the check fail)."""
     from ..archive import ArchiveReader, verify_archive
-    from ..engine.backup import SCHEMA_MEMBER
+    from ..engine.backup import CATALOG_MEMBER, SCHEMA_MEMBER
 
     emit = progress or (lambda _p: None)
     started = time.monotonic()
@@ -338,7 +338,10 @@ async def run_restore_test(
     verify_archive(file)
     with ArchiveReader(file) as reader:
         manifest = reader.manifest
-        schema = json.loads(reader.read_member(SCHEMA_MEMBER))
+        # Sequences and extensions: catalog.json since the pg_dump schema, schema.json before.
+        names = {m.name for m in reader.members}
+        schema = json.loads(reader.read_member(
+            CATALOG_MEMBER if CATALOG_MEMBER in names else SCHEMA_MEMBER))
     if manifest.get("partial"):
         notes = ["the backup holds only some tables (--tables); only those were checked"]
     else:

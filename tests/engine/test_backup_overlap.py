@@ -1,5 +1,5 @@
-"""The backup copies rows on its other connections while the leader still reads the catalogs
-(post-data DDL, dependencies, sequences), and refuses large objects before any row is copied."""
+"""The backup copies rows while pg_dump writes the schema (same snapshot), and large objects —
+which only pg_dump carries — come back with their contents, owner, comment and grants."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from ops.archive import verify_archive
 from ops.engine import backup as backup_module
-from ops.engine import catalog as catalog_module
 from ops.engine.backup import backup
-from ops.errors import UsageError
+from ops.engine.restore import restore
+from ops.engine.results import RestoreMode
 
 pytestmark = pytest.mark.postgres
 
@@ -29,66 +30,63 @@ def _fill(pg15: Any, database: str) -> None:
     )
 
 
-def _watch(monkeypatch: pytest.MonkeyPatch, wait_for_copy: float) -> dict[str, Any]:
-    """Record COPY starts, and whether one started while read_post_data was running (it waits
-    up to ``wait_for_copy`` seconds for one)."""
-    seen: dict[str, Any] = {"copies": 0, "copies_during_post_data": None}
-    real_copy = backup_module.copy_table_out
-    real_post = catalog_module.read_post_data
+@pytest.mark.parametrize("jobs", [1, 2], ids=["one connection", "two connections"])
+def test_rows_are_copied_while_pg_dump_writes_the_schema(
+    pg15: Any, make_db: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    url = make_db(pg15)
+    _fill(pg15, url.database)
+    seen: dict[str, Any] = {"copies": 0, "copies_before_pg_dump_ended": None}
+    real_copy, real_dump = backup_module.copy_table_out, backup_module.dump_schema
 
     async def copy(*args: Any, **kwargs: Any) -> Any:
         seen["copies"] += 1
         return await real_copy(*args, **kwargs)
 
-    async def post(*args: Any, **kwargs: Any) -> Any:
+    async def dump(*args: Any, **kwargs: Any) -> Any:
+        # Without the overlap no COPY could start before pg_dump ends: wait up to 20 s for one.
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_for_copy
+        deadline = loop.time() + 20
         while seen["copies"] == 0 and loop.time() < deadline:
             await asyncio.sleep(0.01)
-        result = await real_post(*args, **kwargs)
-        seen["copies_during_post_data"] = seen["copies"]
-        return result
+        await real_dump(*args, **kwargs)
+        seen["copies_before_pg_dump_ended"] = seen["copies"]
 
     monkeypatch.setattr(backup_module, "copy_table_out", copy)
-    monkeypatch.setattr(catalog_module, "read_post_data", post)
-    return seen
-
-
-@pytest.mark.parametrize(
-    "jobs,wait,copied_during_post_data",
-    [
-        # The other connection copies while the leader still reads the catalogs (the wrapper
-        # waits up to 20 s for a COPY to start: without the overlap none would).
-        (2, 20.0, True),
-        # One connection: the leader copies after the catalogs.
-        (1, 0.5, False),
-    ],
-    ids=["two connections overlap", "one connection copies after the catalogs"],
-)
-def test_rows_are_copied_while_the_leader_reads_the_rest_of_the_catalogs(
-    pg15: Any, make_db: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    jobs: int, wait: float, copied_during_post_data: bool,
-) -> None:
-    url = make_db(pg15)
-    _fill(pg15, url.database)
-    seen = _watch(monkeypatch, wait_for_copy=wait)
+    monkeypatch.setattr(backup_module, "dump_schema", dump)
     result = asyncio.run(backup(url, tmp_path / "b.mmops", jobs=jobs))
-    assert (seen["copies_during_post_data"] >= 1) is copied_during_post_data
+    assert seen["copies_before_pg_dump_ended"] >= 1
     assert seen["copies"] == 2
     assert {t.name: t.rows for t in result.tables} == {"big": 50000, "small": 2}
     assert verify_archive(Path(result.path)).ok
 
 
-def test_large_objects_are_refused_before_any_row_is_copied(
-    pg15: Any, make_db: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_large_objects_round_trip_with_owner_comment_and_grants(
+    pg15: Any, make_db: Any, tmp_path: Path
 ) -> None:
-    url = make_db(pg15)
-    _fill(pg15, url.database)
-    pg15.psql("SELECT lo_create(0);", url.database)
-    seen = _watch(monkeypatch, wait_for_copy=0.0)
-    out = tmp_path / "out"
-    out.mkdir()
-    with pytest.raises(UsageError, match="holds 1 large object"):
-        asyncio.run(backup(url, out / "b.mmops", jobs=2))
-    assert seen["copies"] == 0
-    assert list(out.iterdir()) == []
+    src, dst = make_db(pg15), make_db(pg15)
+    _fill(pg15, src.database)
+    pg15.psql(
+        "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mmops_lo_reader') "
+        "THEN CREATE ROLE mmops_lo_reader; END IF; END$$;"
+        "SELECT lo_from_bytea(424242, convert_to(repeat('large object ', 20000), 'UTF8'));"
+        "SELECT lo_from_bytea(424243, '\\x00ff00'::bytea);"
+        "COMMENT ON LARGE OBJECT 424242 IS 'the big one';"
+        "GRANT SELECT ON LARGE OBJECT 424243 TO mmops_lo_reader;",
+        src.database,
+    )
+    result = asyncio.run(backup(src, tmp_path / "b.mmops", jobs=2))
+    asyncio.run(restore(dst, Path(result.path), mode=RestoreMode.CREATE))
+
+    async def read(url: Any) -> list[Any]:
+        conn = await asyncpg.connect(**url.connect_kwargs())
+        try:
+            return [tuple(r) for r in await conn.fetch(
+                "SELECT m.oid::int, md5(lo_get(m.oid)), obj_description(m.oid, 'pg_largeobject'),"
+                " m.lomacl::text FROM pg_largeobject_metadata m ORDER BY 1")]
+        finally:
+            await conn.close()
+
+    before, after = asyncio.run(read(src)), asyncio.run(read(dst))
+    assert [r[0] for r in before] == [424242, 424243]
+    assert after == before
