@@ -102,6 +102,26 @@ def _run_as() -> str | None:
     return "postgres"
 
 
+# Run inside the database: DROP SUBSCRIPTION may run in a transaction (DO) once the subscription
+# has no replication slot, and it never tries to reach the (fake) publisher then.
+_DROP_SUBSCRIPTIONS = """
+DO $$
+DECLARE
+    sub name;
+BEGIN
+    FOR sub IN SELECT s.subname FROM pg_catalog.pg_subscription s
+               JOIN pg_catalog.pg_database d ON d.oid = s.subdbid
+               WHERE d.datname = pg_catalog.current_database()
+    LOOP
+        EXECUTE pg_catalog.format('ALTER SUBSCRIPTION %I DISABLE', sub);
+        EXECUTE pg_catalog.format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', sub);
+        EXECUTE pg_catalog.format('DROP SUBSCRIPTION %I', sub);
+    END LOOP;
+END
+$$;
+"""
+
+
 @dataclass
 class PostgresServer:
     """A cluster in ``base_dir`` listening on 127.0.0.1:port and a unix socket in base_dir/run."""
@@ -248,6 +268,9 @@ class PostgresServer:
         return self.url(name)
 
     def dropdb(self, name: str) -> None:
+        """Drop ``name`` if it exists, after detaching its subscriptions (a database that holds
+        one cannot be dropped; the fidelity corpus creates them with connect = false)."""
+        self.psql(_DROP_SUBSCRIPTIONS, database=name, check=False)  # fails only if no such db
         self.psql(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
 
     def wait_ready(self, timeout: float = 30) -> None:
