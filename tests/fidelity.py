@@ -309,6 +309,7 @@ _TOC_HEADER = re.compile(
 _SESSION_SET = re.compile(
     r"^SET (?P<name>default_table_access_method|default_tablespace) = (?P<v>.*);$"
 )
+_OWNER_TO = re.compile(r"^ALTER [A-Z ]+ .* OWNER TO .*;$")
 _ON_OBJECT_TYPES = {"ACL", "COMMENT", "SECURITY LABEL", "DEFAULT ACL"}
 _STATEFUL_TYPES = {"TABLE", "MATERIALIZED VIEW", "INDEX", "CONSTRAINT", "TABLE ATTACH"}
 
@@ -349,7 +350,9 @@ def split_toc(script: str) -> dict[str, TocEntry]:
         if header is None:
             return
         kind = header["type"]
-        lines = [ln for ln in body if ln.strip() and not ln.startswith(("--", "\\"))]
+        # The owner is compared from the header: its ALTER … OWNER TO line would count twice.
+        lines = [ln for ln in body if ln.strip() and not ln.startswith(("--", "\\"))
+                 and not _OWNER_TO.match(ln)]
         if kind in _STATEFUL_TYPES:
             lines = [f"SET {k} = {v};" for k, v in sorted(state.items())] + lines
         entry = TocEntry(kind, header["schema"], header["name"], header["owner"],
