@@ -386,23 +386,26 @@ def schema_entries(url: DbUrl, bindir: Path | None = None) -> dict[str, TocEntry
     return split_toc(res.stdout)
 
 
-def large_objects(url: DbUrl) -> dict[str, str]:
-    """Every large object: ``oid`` -> ``size:sha256`` of its contents (owner, ACL and comment are
-    in the schema entries)."""
+def fetch(url: DbUrl, sql: str, *args: object) -> list[asyncpg.Record]:
+    """Run one query on a connection of its own (synchronous, for tests)."""
 
-    async def go() -> dict[str, str]:
+    async def go() -> list[asyncpg.Record]:
         conn = await asyncpg.connect(**url.connect_kwargs())
         try:
-            rows = await conn.fetch(
-                "SELECT oid::text AS oid, length(lo_get(oid)) AS n, "
-                "encode(sha256(lo_get(oid)), 'hex') AS h "
-                "FROM pg_catalog.pg_largeobject_metadata ORDER BY oid"
-            )
-            return {r["oid"]: f"{r['n']}:{r['h']}" for r in rows}
+            return list(await conn.fetch(sql, *args))
         finally:
             await conn.close()
 
     return asyncio.run(go())
+
+
+def large_objects(url: DbUrl) -> dict[str, str]:
+    """Every large object: ``oid`` -> ``size:sha256`` of its contents (owner, ACL and comment are
+    in the schema entries)."""
+    rows = fetch(url, "SELECT oid::text AS oid, length(lo_get(oid)) AS n, "
+                      "encode(sha256(lo_get(oid)), 'hex') AS h "
+                      "FROM pg_catalog.pg_largeobject_metadata ORDER BY oid")
+    return {r["oid"]: f"{r['n']}:{r['h']}" for r in rows}
 
 
 def _short_diff(a: str, b: str, limit: int = 12) -> str:

@@ -27,6 +27,7 @@ from tests.fidelity import (
     OursFailed,
     compare_databases,
     data_digest,
+    fetch,
     load_corpus,
     mmops_round_trip,
     reference_restore,
@@ -114,17 +115,6 @@ def corpus(request: pytest.FixtureRequest) -> Iterator[Corpus]:
     finally:
         cache.drop_all()
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _fetch(url: DbUrl, sql: str, *args: object) -> list[asyncpg.Record]:
-    async def go() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(**url.connect_kwargs())
-        try:
-            return list(await conn.fetch(sql, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
 
 
 def _report(diffs: list[str], limit: int = 40) -> str:
@@ -233,7 +223,7 @@ KINDS_18 = {
 def test_the_corpus_holds_every_object_kind_and_rows(corpus: Corpus, tag: str) -> None:
     url = corpus.source(tag)
     kinds = KINDS | (KINDS_18 if tag == "18" else {})
-    empty = [kind for kind, sql in kinds.items() if _fetch(url, sql)[0][0] == 0]
+    empty = [kind for kind, sql in kinds.items() if fetch(url, sql)[0][0] == 0]
     assert not empty, f"the corpus on PostgreSQL {tag} holds no {', '.join(empty)}"
     digest = data_digest(url)
     assert sum(int(v.split(":")[0]) for k, v in digest.items() if k.startswith("table ")) > 100
@@ -271,13 +261,13 @@ def test_owners_and_grants_round_trip_and_the_app_role_works(corpus: Corpus) -> 
     default privileges, EXECUTE and sequence USAGE: all of it back after `mmops restore`."""
     ours, failure = corpus.ours("15", "15")
     assert failure is None, str(failure)
-    owners = {r["relname"]: r["owner"] for r in _fetch(
+    owners = {r["relname"]: r["owner"] for r in fetch(
         ours, "SELECT relname, pg_get_userbyid(relowner) AS owner FROM pg_class "
               "WHERE relnamespace = 'fid'::regnamespace")}
     assert owners["test_table"] == "mmops_fid_owner"
     assert owners["Awkward Values"] == "mmops_fid_app"
     assert owners["owned_by_migration"] == "mmops_fid_owner"
-    checks = _fetch(ours, """
+    checks = fetch(ours, """
         SELECT pg_get_userbyid(nspowner) = 'mmops_fid_owner' AS schema_owner,
                has_column_privilege('mmops_fid_app', 'fid.test_second_table', 'col1', 'INSERT')
                    AS column_insert,
@@ -357,11 +347,11 @@ def test_a_missing_role_is_reported_before_restoring_and_no_owner_no_privileges_
     errors = [ln for ln in refused.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and VANISHED in errors[0] and "--no-owner" in errors[0], refused.stderr
     # Reported before the transaction: nothing was created in the target.
-    assert _fetch(target, "SELECT count(*) FROM pg_namespace WHERE nspname = 'app'")[0][0] == 0
+    assert fetch(target, "SELECT count(*) FROM pg_namespace WHERE nspname = 'app'")[0][0] == 0
 
     done = mmops(*args, "--no-owner", "--no-privileges", url=target)
     assert done.returncode == 0, done.stderr
     assert data_digest(target) == before
-    owner = _fetch(target, "SELECT pg_get_userbyid(relowner) FROM pg_class "
+    owner = fetch(target, "SELECT pg_get_userbyid(relowner) FROM pg_class "
                            "WHERE oid = 'app.notes'::regclass")[0][0]
     assert owner == target.username
