@@ -69,6 +69,12 @@ def restore_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--force", is_flag=True, envvar="FORCE",
                      help="Restore despite a refusal the plan shows (another database's "
                      "backup, differing alembic revisions, missing tables)."),
+        click.option("--no-owner", is_flag=True, envvar="NO_OWNER",
+                     help="Like pg_restore --no-owner: the restored objects belong to the "
+                     "restoring user instead of the backup's owners."),
+        click.option("--no-privileges", is_flag=True, envvar="NO_PRIVILEGES",
+                     help="Like pg_restore --no-privileges: the backup's GRANTs and default "
+                     "privileges are not restored."),
         click.option("--lock-timeout", type=float, default=30.0, show_default=True,
                      help="Seconds to wait for table locks before giving up."),
         click.option("--keep-safety", type=click.IntRange(1, 1000), default=5,

@@ -94,7 +94,8 @@ def backup(
 @restore_options
 def restore(
     backup: str, database_url: str | None, env_file: Path | None, mode: str,
-    tables: tuple[str, ...], yes: bool, force: bool, lock_timeout: float, keep_safety: int,
+    tables: tuple[str, ...], yes: bool, force: bool,
+    no_owner: bool, no_privileges: bool, lock_timeout: float, keep_safety: int,
     backup_dir: Path, jobs: int, as_json: bool, progress_json: bool, repo: str | None,
     identity: str | None,
 ) -> None:
@@ -102,7 +103,8 @@ def restore(
     atomically: plan, typed confirmation when data is replaced, safety backup, restore."""
     restore_command(
         _direct(database_url, env_file, backup_dir / "safety"), backup, backup_dir=backup_dir,
-        mode=mode, tables=tables, yes=yes, force=force, lock_timeout=lock_timeout,
+        mode=mode, tables=tables, yes=yes, force=force,
+        no_owner=no_owner, no_privileges=no_privileges, lock_timeout=lock_timeout,
         keep_safety=keep_safety, jobs=jobs, as_json=as_json, progress_json=progress_json,
         phases=False, repo=repo, identity=identity,
     )

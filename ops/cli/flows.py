@@ -40,6 +40,7 @@ def backup_command(
 def restore_command(
     open_transport: TransportFactory, backup: str, *, backup_dir: Path, mode: str,
     tables: Any, yes: bool, force: bool, lock_timeout: float, keep_safety: int, jobs: int,
+    no_owner: bool = False, no_privileges: bool = False,
     as_json: bool, progress_json: bool, phases: bool = True, repo: str | None = None,
     identity: str | None = None,
 ) -> None:
@@ -54,7 +55,8 @@ def restore_command(
     ) as work:
         prepared = prepare_restore(
             transport, backup, source, workdir=Path(work), identity=identity,
-            mode=mode, tables=split_patterns(tables), force=force,
+            mode=mode, tables=split_patterns(tables), force=force, no_owner=no_owner,
+            no_privileges=no_privileges,
             lock_timeout=lock_timeout, jobs=jobs, keep_safety=keep_safety,
         )
         render_plan(prepared.plan, err=as_json)

@@ -139,14 +139,18 @@ def backup_cmd(
 @click.pass_context
 def restore_cmd(
     ctx: click.Context, backup: str, mode: str, tables: tuple[str, ...], yes: bool,
-    force: bool, lock_timeout: float, keep_safety: int, backup_dir: Path, jobs: int,
+    force: bool,
+    no_owner: bool, no_privileges: bool, lock_timeout: float, keep_safety: int,
+    backup_dir: Path, jobs: int,
     as_json: bool, progress_json: bool, repo: str | None, identity: str | None,
 ) -> None:
     """Restore BACKUP (a .mmops file or `latest`, an old JSON backup, or a plain SQL dump)
     into the server's database, atomically (safety backup in OPS_DIR/safety first)."""
     restore_command(
         _opener(ctx), backup, backup_dir=backup_dir, mode=mode, tables=tables, yes=yes,
-        force=force, lock_timeout=lock_timeout, keep_safety=keep_safety, jobs=jobs,
+        force=force,
+        no_owner=no_owner, no_privileges=no_privileges, lock_timeout=lock_timeout,
+        keep_safety=keep_safety, jobs=jobs,
         as_json=as_json, progress_json=progress_json, repo=repo, identity=identity,
     )
 

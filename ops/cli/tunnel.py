@@ -108,6 +108,7 @@ def backup_cmd(
 def restore_cmd(
     backup: str, host: str | None, ssh_config: str | None, env_file: str | None,
     accept_new_host_key: bool, mode: str, tables: tuple[str, ...], yes: bool, force: bool,
+    no_owner: bool, no_privileges: bool,
     lock_timeout: float, keep_safety: int, backup_dir: Path, jobs: int, as_json: bool,
     progress_json: bool, repo: str | None, identity: str | None,
 ) -> None:
@@ -120,6 +121,7 @@ def restore_cmd(
     opener = _opener(host, ssh_config, env_file, accept_new_host_key, backup_dir / "safety")
     restore_command(
         opener, backup, backup_dir=backup_dir, mode=mode, tables=tables, yes=yes, force=force,
+        no_owner=no_owner, no_privileges=no_privileges,
         lock_timeout=lock_timeout, keep_safety=keep_safety, jobs=jobs, as_json=as_json,
         progress_json=progress_json, repo=repo, identity=identity,
     )

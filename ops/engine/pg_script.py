@@ -39,8 +39,15 @@ _PRELUDE_LINE = re.compile(r"(|--.*|BEGIN;|SET [a-z_]+ = .*;|SELECT pg_catalog\.
 _RESTRICT = re.compile(r"\\restrict ([A-Za-z0-9]+)")
 
 
-def runnable_script(raw: bytes) -> str:
-    """pg_restore's ``--single-transaction`` script without its framing (see module doc)."""
+# pg_dump 18 writes ``run_as_owner`` (PostgreSQL 16+) into every CREATE SUBSCRIPTION it dumps,
+# even from an older server, where a subscription has no such option; an older target refuses
+# the word. PostgreSQL 15's own pg_dump writes the statement without it, which is what we match.
+_RUN_AS_OWNER = re.compile(r", run_as_owner = (?:true|false)(?=[,)])")
+
+
+def runnable_script(raw: bytes, target_version: int = 999999) -> str:
+    """pg_restore's ``--single-transaction`` script without its framing (see module doc),
+    for a server of ``target_version`` (server_version_num)."""
     m = _ENCODING.search(raw[:8192])
     encoding = m.group(1).decode() if m else "UTF8"
     codec = _CODECS.get(encoding.upper())
@@ -69,6 +76,8 @@ def runnable_script(raw: bytes) -> str:
                 out.append(line)
                 continue
             in_prelude = False
+        if target_version < 160000 and line.startswith("CREATE SUBSCRIPTION "):
+            line = _RUN_AS_OWNER.sub("", line)
         out.append(line)
     if not began:
         raise RestoreRefused("pg_restore's script does not start a transaction; nothing was run.")

@@ -166,12 +166,16 @@ def _created(backup: _Backup, scripts: SchemaScripts | None) -> int:
 
 @contextlib.asynccontextmanager
 async def _schema_scripts(
-    backup: _Backup, mode: RestoreMode, options: RestoreOptions
+    conn: asyncpg.Connection, backup: _Backup, mode: RestoreMode, no_owner: bool,
+    no_privileges: bool,
 ) -> AsyncIterator[SchemaScripts | None]:
     """pg_restore's SQL for a create/replace restore of a pg_dump-schema backup, else None."""
     if mode is RestoreMode.DATA_ONLY or backup.legacy is not None:
         yield None
         return
+    version = int(await conn.fetchval("SELECT pg_catalog.current_setting('server_version_num')"))
+    options = RestoreOptions(no_owner, no_privileges, clean=mode is RestoreMode.REPLACE,
+                             target_version=version)
     with backup.pg_dump_archive() as archive:
         assert archive is not None
         try:
@@ -193,11 +197,12 @@ async def plan_restore(
     no_privileges: bool = False,
 ) -> RestorePlan:
     """What ``restore`` would do, without changing anything (raises RestoreRefused if refused)."""
-    options = RestoreOptions(no_owner, no_privileges, clean=mode is RestoreMode.REPLACE)
     with ArchiveReader(archive_path) as reader:
         backup = _Backup(reader)
         selected = _selected(backup, tables)
-        async with _schema_scripts(backup, mode, options) as scripts, connection(url) as conn:
+        async with connection(url) as conn, _schema_scripts(
+            conn, backup, mode, no_owner, no_privileges
+        ) as scripts:
             plan, _, _ = await _plan(conn, backup, mode, force, selected, scripts)
             return plan
 
@@ -223,13 +228,12 @@ async def restore(
     """
     started = time.monotonic()
     emit = progress or (lambda _p: None)
-    options = RestoreOptions(no_owner, no_privileges, clean=mode is RestoreMode.REPLACE)
     with ArchiveReader(archive_path) as reader:
         backup = _Backup(reader)
         selected = _selected(backup, tables)
-        async with _schema_scripts(backup, mode, options) as scripts, connection(
-            url, application_name="mmops restore"
-        ) as conn:
+        async with connection(url, application_name="mmops restore") as conn, _schema_scripts(
+            conn, backup, mode, no_owner, no_privileges
+        ) as scripts:
             plan, target, keys = await _plan(conn, backup, mode, force, selected, scripts)
             if confirm is not None and not confirm(plan):
                 raise RestoreRefused("Restore cancelled; nothing was changed.")

@@ -34,6 +34,7 @@ class RestoreOptions:
     no_owner: bool = False
     no_privileges: bool = False
     clean: bool = False
+    target_version: int = 999999  # the target's server_version_num
 
 
 @dataclass
@@ -78,7 +79,7 @@ async def _script(archive: Path, entries: Sequence[TocEntry], options: RestoreOp
         return ""
     raw = await restore_sql(archive, entries, no_owner=options.no_owner,
                             no_privileges=options.no_privileges, clean=options.clean)
-    return runnable_script(raw)
+    return runnable_script(raw, options.target_version)
 
 
 async def apply(conn: asyncpg.Connection, scripts: SchemaScripts, section: str) -> None:

@@ -161,6 +161,8 @@ def prepare_restore(
     jobs: int = 2,
     keep_safety: int = 5,
     progress: ProgressCallback | None = None,
+    no_owner: bool = False,
+    no_privileges: bool = False,
 ) -> PreparedRestore:
     """Everything up to the confirmation; changes nothing, refuses early."""
     live = transport.status()
@@ -178,7 +180,8 @@ def prepare_restore(
     plan.check_allowed()
     request = RestoreRequest(mode=plan.mode, kind=file.kind.value,
                              tables=list(plan.selected_tables), force=force,
-                             lock_timeout=lock_timeout, jobs=jobs, keep_safety=keep_safety)
+                             lock_timeout=lock_timeout, jobs=jobs, keep_safety=keep_safety,
+                             no_owner=no_owner, no_privileges=no_privileges)
     return PreparedRestore(file, plan, request)
 
 

@@ -171,7 +171,8 @@ async def restore_from(
         from ..engine.restore import plan_restore
 
         await plan_restore(url, file, mode=RestoreMode(request.mode), force=request.force,
-                           tables=request.tables or None)
+                           tables=request.tables or None, no_owner=request.no_owner,
+                           no_privileges=request.no_privileges)
     before = await read_live_status(url)
     safety_path: str | None = None
     if before.tables:
@@ -201,7 +202,8 @@ async def restore_from(
 
             er = await restore(url, file, mode=RestoreMode(request.mode),
                                lock_timeout=request.lock_timeout, force=request.force,
-                               tables=request.tables or None, progress=progress)
+                               tables=request.tables or None, progress=progress,
+                               no_owner=request.no_owner, no_privileges=request.no_privileges)
             restored_tables, rows = len(er.tables), er.total_rows
             sequences, warnings = 0, list(er.plan.warnings)
             loaded = list(er.plan.tables_to_load)

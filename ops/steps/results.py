@@ -82,6 +82,8 @@ class RestoreRequest:
     lock_timeout: float = 30.0
     jobs: int = 2
     keep_safety: int = 5
+    no_owner: bool = False
+    no_privileges: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,7 +92,8 @@ class RestoreRequest:
     def from_dict(cls, d: dict[str, Any]) -> RestoreRequest:
         return cls(mode=str(d["mode"]), kind=str(d["kind"]), tables=list(d.get("tables") or []),
                    force=bool(d.get("force")), lock_timeout=float(d.get("lock_timeout", 30.0)),
-                   jobs=int(d.get("jobs", 2)), keep_safety=int(d.get("keep_safety", 5)))
+                   jobs=int(d.get("jobs", 2)), keep_safety=int(d.get("keep_safety", 5)),
+                   no_owner=bool(d.get("no_owner")), no_privileges=bool(d.get("no_privileges")))
 
 
 @dataclass(frozen=True)
