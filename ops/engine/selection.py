@@ -6,11 +6,37 @@ import fnmatch
 from collections.abc import Iterable, Sequence
 
 
+def _split(pattern: str) -> tuple[str | None, str]:
+    """``schema.name`` or ``name`` as fnmatch patterns. Like psql's patterns, a part in double
+    quotes is taken literally (dots, ``*``, ``?`` and ``""`` for a quote): ``"a.b"."c.d"``."""
+    parts: list[str] = [""]
+    quoted = False
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == '"':
+            if quoted and pattern[i + 1 : i + 2] == '"':
+                parts[-1] += '"'
+                i += 2
+                continue
+            quoted = not quoted
+        elif c == "." and not quoted and len(parts) == 1:
+            parts.append("")
+        elif quoted and c in "*?[":
+            parts[-1] += f"[{c}]"
+        else:
+            parts[-1] += c
+        i += 1
+    if len(parts) == 1:
+        return None, parts[0]
+    return parts[0], parts[1]
+
+
 def _matches(schema: str, name: str, pattern: str) -> bool:
-    if "." in pattern:
-        pschema, _, pname = pattern.partition(".")
-        return fnmatch.fnmatchcase(schema, pschema) and fnmatch.fnmatchcase(name, pname)
-    return fnmatch.fnmatchcase(name, pattern)
+    pschema, pname = _split(pattern)
+    if pschema is not None and not fnmatch.fnmatchcase(schema, pschema):
+        return False
+    return fnmatch.fnmatchcase(name, pname)
 
 
 def select_tables(
