@@ -14,12 +14,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ..errors import ConfigError, OpsError
 from . import routes_auth, routes_backup, routes_restore
 from .common import HERE, current_session, error_response, url
 from .errors import UNEXPECTED, http_status
-from .headers import SecurityHeaders
+from .headers import KeepPeer, SecurityHeaders
 from .settings import WebSettings
 from .state import WebState
 
@@ -90,9 +91,16 @@ def create_app(settings: WebSettings) -> Starlette:
     routes = _routes()
     if settings.root_path:
         routes = [Mount(settings.root_path, routes=routes)]
+    middleware = [Middleware(SecurityHeaders, hsts=settings.secure_cookies)]
+    if settings.trusted_proxies:
+        # Behind the proxy every request comes from its address: the client (what sign-ins
+        # are limited by, what the log shows) is the one its X-Forwarded-For names.
+        middleware[:0] = [Middleware(KeepPeer),
+                          Middleware(ProxyHeadersMiddleware,
+                                     trusted_hosts=sorted(settings.trusted_proxies))]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders, hsts=settings.secure_cookies)],
+        middleware=middleware,
         exception_handlers={OpsError: _ops_error, HTTPException: _http_error,
                             Exception: _unexpected},
         lifespan=lifespan,
