@@ -32,6 +32,7 @@ from .common import (
     wants_json,
     web,
 )
+from .errors import UNEXPECTED
 from .reviews import Review
 from .sessions import Session
 from .state import WebState
@@ -202,8 +203,19 @@ def _review_or_none(request: Request, session: Session) -> Review | None:
     return web(request).reviews.get(request.path_params["review_id"], session.id)
 
 
-GONE = ("This restore review is no longer open (it was restored, cancelled or left too long); "
-        "nothing was changed. Start again from the page.")
+GONE = ("This restore review is no longer open (it was cancelled, left over 30 minutes, or "
+        "the server restarted since); start again from the page. Its list shows the safety "
+        "backup of every restore that ran.")
+
+
+def _outcome(request: Request, session: Session, review: Review) -> Response:
+    """The page of a review whose restore ran (or is running): what happened, never a plan
+    to confirm again."""
+    if review.outcome is None:
+        message, ok = ("This restore is running; reload the page to see its outcome.", True)
+    else:
+        message, ok = review.outcome.message, review.outcome.ok
+    return render(request, "result.html", {"message": message, "ok": ok}, session=session)
 
 
 @signed_in
@@ -211,6 +223,8 @@ async def review_page(request: Request, session: Session) -> Response:
     review = _review_or_none(request, session)
     if review is None:
         return error_response(request, GONE, 404, session)
+    if review.busy or review.outcome is not None:
+        return _outcome(request, session, review)
     return render(request, "review.html", {
         "plan": review.prepared.plan, "refused": review.refused, "review": review,
         "file_name": review.display_name, "modes": MODES,
@@ -224,8 +238,10 @@ async def run_restore(request: Request, session: Session) -> Response:
     if form is None:
         return error_response(request, CSRF_REFUSED, 403, session)
     review = _review_or_none(request, session)
-    if review is None or review.busy:
-        return error_response(request, GONE, 404, session)
+    if review is None:
+        return error_response(request, GONE + " Nothing was changed.", 404, session)
+    if review.busy or review.outcome is not None:  # sent twice: it runs once
+        return _outcome(request, session, review)
     if review.refused:  # its page offers no Restore; a forged post gets no further
         return error_response(request, REFUSED, 409, session)
     typed = form.get("confirm_name", "").strip()
@@ -240,9 +256,15 @@ async def run_restore(request: Request, session: Session) -> Response:
 
     def work(progress: ProgressCallback) -> RestoreOutcome:
         try:
-            return execute(st.transport, review.prepared, progress)
-        finally:
-            st.reviews.remove(review)  # the uploaded file goes with it
+            outcome = execute(st.transport, review.prepared, progress)
+        except OpsError as exc:
+            st.reviews.finish(review, str(exc), ok=False)  # the uploaded file goes with it
+            raise
+        except BaseException:
+            st.reviews.finish(review, UNEXPECTED, ok=False)
+            raise
+        st.reviews.finish(review, restore_message(outcome), ok=True)
+        return outcome
 
     review.busy = True
     try:
@@ -259,8 +281,8 @@ async def run_restore(request: Request, session: Session) -> Response:
 
 
 def _refused(request: Request, session: Session, review: Review, message: str) -> Response:
-    if wants_json(request):
-        return JSONResponse({"error": message}, status_code=409)
+    if wants_json(request):  # the page's script puts focus back in the field
+        return JSONResponse({"error": message, "field": "confirm_name"}, status_code=409)
     return render(request, "review.html", {
         "plan": review.prepared.plan, "refused": False, "review": review,
         "file_name": review.display_name, "modes": MODES, "error": message,
