@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 
 GLOBAL_FACTOR = 10  # all addresses together: this many times one address's allowance
+MAX_ADDRESSES = 10_000  # addresses remembered before the quiet ones are forgotten
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class LoginLimiter:
         now = time.monotonic()
         with self._lock:
             self._trim(self._all, now)
-            q = self._by_client.setdefault(client, deque())
+            q = self._by_client.get(client, deque())  # refused addresses are not stored
             self._trim(q, now)
             waits = [0.0]
             if len(q) >= self.allowed:
@@ -54,11 +55,14 @@ class LoginLimiter:
             wait = max(waits)
             if wait > 0:
                 return None, wait
+            if len(self._by_client) >= MAX_ADDRESSES:  # forget addresses now quiet
+                for key, old in list(self._by_client.items()):
+                    self._trim(old, now)
+                    if not old:
+                        del self._by_client[key]
             q.append(now)
+            self._by_client[client] = q
             self._all.append(now)
-            if len(self._by_client) > 10_000:  # forget quiet addresses
-                for key in [k for k, v in self._by_client.items() if not v]:
-                    del self._by_client[key]
             return Attempt(client, now), 0.0
 
     def release(self, attempt: Attempt) -> None:

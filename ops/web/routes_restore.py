@@ -204,8 +204,8 @@ def _review_or_none(request: Request, session: Session) -> Review | None:
 
 
 GONE = ("This restore review is no longer open (it was cancelled, left over 30 minutes, or "
-        "the server restarted since); start again from the page. Its list shows the safety "
-        "backup of every restore that ran.")
+        "the server restarted since); start again from the page, whose safety backups show "
+        "every restore that ran.")
 
 
 def _outcome(request: Request, session: Session, review: Review) -> Response:

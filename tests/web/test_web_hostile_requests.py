@@ -15,6 +15,7 @@ import pytest
 
 from ops.dburl import DbUrl
 from tests.web.conftest import PASSWORD, WebServer, csrf_of, execute
+from tests.web.test_web_http import create_backup
 
 pytestmark = pytest.mark.postgres
 
@@ -44,18 +45,9 @@ def uploads_left(server: WebServer) -> list[Path]:
 
 
 def the_message(r: httpx.Response) -> str:
-    m = re.search(r'role="alert">([^<]*)<', r.text)
+    m = re.search(r'role="alert"[^>]*>([^<]*)<', r.text)
     assert m, r.text
     return html.unescape(m.group(1))
-
-
-def make_backup(client: httpx.Client, csrf: str, tmp_path: Path) -> Path:
-    r = client.post("/backups", data={"csrf_token": csrf})
-    assert r.status_code == 200, r.text
-    name = re.search(r'filename="([^"]+)"', r.headers["content-disposition"]).group(1)
-    path = tmp_path / name
-    path.write_bytes(r.content)
-    return path
 
 
 def part(name: str, value: str) -> str:
@@ -109,7 +101,7 @@ def test_an_upload_waits_its_turn_in_the_one_job_runner(
         web_server: WebServer, signed_in: tuple[httpx.Client, str], app_db: DbUrl,
         tmp_path: Path) -> None:
     client, csrf = signed_in
-    good = make_backup(client, csrf, tmp_path)
+    good = create_backup(client, csrf, tmp_path)
     # A table large enough that the backup below is still running when the upload arrives.
     execute(app_db, "CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 8) AS body "
                     "FROM generate_series(1, 400000) g")
@@ -137,7 +129,7 @@ def test_an_upload_waits_its_turn_in_the_one_job_runner(
 def test_a_form_with_thousands_of_fields_is_refused(
         web_server: WebServer, signed_in: tuple[httpx.Client, str], tmp_path: Path) -> None:
     client, csrf = signed_in
-    good = make_backup(client, csrf, tmp_path)
+    good = create_backup(client, csrf, tmp_path)
     fields = {"csrf_token": csrf, **{f"f{i}": "x" for i in range(60_000)}}
     with good.open("rb") as fh:
         r = client.post("/restore/upload", data=fields,
