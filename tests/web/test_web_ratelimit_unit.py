@@ -25,3 +25,25 @@ def test_refused_addresses_are_not_remembered() -> None:
     for i in range(10_000):  # the global ceiling is reached: each is refused, none stored
         assert limiter.reserve(f"2001:db8::{i:x}")[0] is None
     assert len(limiter._by_client) == 5 * GLOBAL_FACTOR
+
+
+def test_password_checks_beyond_the_free_slots_wait_then_give_up(password_hash: str) -> None:
+    import anyio
+
+    from ops.web.passwords import PasswordChecks
+
+    async def burst() -> list[bool | None]:
+        # One slot; an argon2id check (64 MiB, 3 passes) holds it far longer than 10 ms.
+        checks = PasswordChecks(slots=1, wait_s=0.01)
+        results: list[bool | None] = []
+
+        async def one() -> None:
+            results.append(await checks.verify(password_hash, "wrong"))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(one)
+        return results
+
+    results = anyio.run(burst)
+    assert sorted(results, key=str) == [False, None, None]
