@@ -28,7 +28,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check ops tests scripts
 	$(BIN)/mypy
 
-test: $(STAMP) lint
+# axe-core (accessibility rules the browser tests inject), pinned by tests/web/package-lock.json.
+AXE := tests/web/node_modules/axe-core/axe.min.js
+$(AXE): tests/web/package.json tests/web/package-lock.json
+	npm ci --prefix tests/web --no-audit --no-fund
+	@touch $@
+
+test: $(STAMP) $(AXE) lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -4,6 +4,7 @@ parse → build the app → serve it with uvicorn. No logic here (that is ``ops.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -18,6 +19,15 @@ def _split_bind(bind: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not host:
         raise UsageError(f"--bind {bind!r} is not HOST:PORT (e.g. 127.0.0.1:8080).")
     return host.strip("[]"), int(port)
+
+
+def _ip_addresses(_ctx: click.Context, _param: click.Parameter,
+                  values: tuple[str, ...]) -> tuple[str, ...]:
+    """Each --trusted-proxy as an IP address in its canonical spelling."""
+    try:
+        return tuple(str(ipaddress.ip_address(v.strip("[]"))) for v in values)
+    except ValueError as exc:
+        raise UsageError(f"--trusted-proxy takes an IP address: {exc}.") from None
 
 
 @click.group(invoke_without_command=True)
@@ -53,8 +63,9 @@ def _split_bind(bind: str) -> tuple[str, int]:
 @click.option("--trust-header", metavar="HEADER", default=None,
               help="Behind an authenticating proxy: the header naming the signed-in user "
               "(e.g. X-Forwarded-User), honoured only from --trusted-proxy addresses.")
-@click.option("--trusted-proxy", multiple=True, metavar="ADDR",
-              help="Address of the proxy allowed to set --trust-header (repeatable).")
+@click.option("--trusted-proxy", multiple=True, metavar="ADDR", callback=_ip_addresses,
+              help="Address of the reverse proxy in front (repeatable): sign-ins are limited "
+              "per address its X-Forwarded-For names, and only it may set --trust-header.")
 @click.pass_context
 def web(ctx: click.Context, bind: str, root_path: str, env_file: Path | None,
         backup_dir: Path | None, repo: str | None, repo_env_file: Path | None,

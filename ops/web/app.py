@@ -5,25 +5,46 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 import anyio.to_thread
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ..errors import ConfigError, OpsError
 from . import routes_auth, routes_backup, routes_restore
 from .common import HERE, current_session, error_response, url
 from .errors import UNEXPECTED, http_status
-from .headers import SecurityHeaders
+from .headers import KeepPeer, SecurityHeaders
 from .settings import WebSettings
 from .state import WebState
 
 log = logging.getLogger("ops.web")
+
+
+class ObjectName(Convertor[str]):
+    """A stored object's name as one path parameter: any character, percent-encoded in the
+    links we make (a name may hold ``?``, ``#``, ``%`` or even ``/``; Starlette's own ``str``
+    convertor refuses ``/`` and encodes nothing). The server decodes the path before routing,
+    so the route sees the name as it is stored."""
+
+    regex = ".+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return quote(value, safe="")
+
+
+register_url_convertor("object_name", ObjectName())
 
 
 def _routes() -> list[BaseRoute]:
@@ -33,7 +54,7 @@ def _routes() -> list[BaseRoute]:
         Route("/signin", routes_auth.signin, methods=["POST"], name="signin_post"),
         Route("/signout", routes_auth.signout, methods=["POST"], name="signout"),
         Route("/backups", routes_backup.create_backup, methods=["POST"], name="create_backup"),
-        Route("/backups/{place}/{name}", routes_backup.download, name="download"),
+        Route("/backups/{place}/{name:object_name}", routes_backup.download, name="download"),
         Route("/jobs/{job_id}", routes_backup.job_status, name="job"),
         Route("/restore/upload", routes_restore.upload, methods=["POST"], name="upload"),
         Route("/restore/stored", routes_restore.restore_stored, methods=["POST"],
@@ -90,9 +111,16 @@ def create_app(settings: WebSettings) -> Starlette:
     routes = _routes()
     if settings.root_path:
         routes = [Mount(settings.root_path, routes=routes)]
+    middleware = [Middleware(SecurityHeaders, hsts=settings.secure_cookies)]
+    if settings.trusted_proxies:
+        # Behind the proxy every request comes from its address: the client (what sign-ins
+        # are limited by, what the log shows) is the one its X-Forwarded-For names.
+        middleware[:0] = [Middleware(KeepPeer),
+                          Middleware(ProxyHeadersMiddleware,
+                                     trusted_hosts=sorted(settings.trusted_proxies))]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders, hsts=settings.secure_cookies)],
+        middleware=middleware,
         exception_handlers={OpsError: _ops_error, HTTPException: _http_error,
                             Exception: _unexpected},
         lifespan=lifespan,

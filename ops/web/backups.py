@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import RepositoryError
 from ..repository import check_repository_spec
 from ..repository.base import Entry, ReadAt, Repository, backups, parse_backup_name
 from ..repository.local import LocalRepository
 from ..steps.publish import PublishRequest, describe_stored, open_target
+from .errors import NoSuchBackup
 from .settings import WebSettings
 from .workspace import Workspace
 
@@ -108,12 +108,12 @@ class BackupCatalog:
         return None if facts is None else (facts.alembic_revision, facts.readable)
 
     def check(self, place: str, name: str) -> Repository:
-        """The repository holding the listed backup ``name``; RepositoryError otherwise."""
+        """The repository holding the listed backup ``name``; NoSuchBackup otherwise."""
         repo = self.repos.get(place)
         if repo is None or "/" in name or parse_backup_name(name) is None:
-            raise RepositoryError(f"{name!r} is not a backup of this server.")
+            raise NoSuchBackup(f"{name!r} is not a backup of this server.")
         if name not in {e.name for e in repo.list(name)}:
-            raise RepositoryError(f"Backup {name} does not exist (any more).")
+            raise NoSuchBackup(f"Backup {name} does not exist (any more).")
         return repo
 
     def open(self, place: str, name: str) -> ReadAt:

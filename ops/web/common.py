@@ -11,6 +11,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from .headers import PEER
 from .sessions import COOKIE, Session
 from .state import WebState
 
@@ -51,6 +52,18 @@ def set_session_cookie(request: Request, response: Response, session: Session) -
     )
 
 
+def peer(request: Request) -> str:
+    """The address that connected (the proxy's, behind ``--trusted-proxy``)."""
+    if PEER in request.scope:
+        return str(request.scope[PEER])
+    return request.client.host if request.client else ""
+
+
+def client_address(request: Request) -> str:
+    """The client's address: behind a ``--trusted-proxy``, the one it forwarded."""
+    return request.client.host if request.client else "unknown"
+
+
 def current_session(request: Request) -> tuple[Session | None, bool]:
     """The request's signed-in session, and whether it is new (the cookie must be set).
 
@@ -62,8 +75,7 @@ def current_session(request: Request) -> tuple[Session | None, bool]:
     if session is not None and session.signed_in:
         return session, False
     header = st.settings.trust_header
-    client = request.client.host if request.client else ""
-    if header and client in st.settings.trusted_proxies and request.headers.get(header):
+    if header and peer(request) in st.settings.trusted_proxies and request.headers.get(header):
         if session is not None:
             st.sessions.end(session)
         return st.sessions.new(signed_in=True, user=request.headers[header][:100]), True

@@ -22,9 +22,14 @@ class Busy(OpsError):
     """Another backup or restore is running (one at a time: they would compete for locks)."""
 
 
+class NoSuchBackup(RepositoryError):
+    """The page was asked for a backup its repository does not hold (404: nothing failed)."""
+
+
 # Most specific first (AuthenticationError and BackupYielded are DatabaseErrors).
 _STATUS: tuple[tuple[type[OpsError], int], ...] = (
     (Busy, 409),
+    (NoSuchBackup, 404),
     (UsageError, 400),  # exit 2
     (ConfigError, 500),  # 3: the server's own configuration
     (AuthenticationError, 502),  # 5: the database refused our credentials

@@ -1,4 +1,5 @@
-"""Security headers on every response (a pure ASGI middleware, so downloads keep streaming)."""
+"""ASGI middleware (pure, so downloads keep streaming): security headers on every response, and
+the connecting peer's address kept before a trusted proxy's ``X-Forwarded-For`` replaces it."""
 
 from __future__ import annotations
 
@@ -38,3 +39,21 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+PEER = "mmops.peer"  # the scope key holding the connecting address (the proxy's, behind one)
+
+
+class KeepPeer:
+    """Remember the address that really connected (``scope[PEER]``) before uvicorn's
+    ``ProxyHeadersMiddleware`` puts the forwarded client's in ``scope["client"]``: the rate
+    limit counts the client, while ``--trust-header`` is honoured only from the proxy itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            client = scope.get("client")
+            scope[PEER] = client[0] if client else ""
+        await self.app(scope, receive, send)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import anyio
+import anyio.to_thread
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from ..errors import ConfigError
 
 _hasher = PasswordHasher(type=Type.ID)
+# Each argon2id check holds its memory cost (64 MiB by default) while it runs: at most this
+# many run at once, so a burst of sign-ins cannot grow the server by 64 MiB per request.
+CONCURRENT_CHECKS = 2
+CHECK_WAIT_S = 10.0  # a sign-in waits this long for a free check, then gets 429
 
 
 def hash_password(password: str) -> str:
@@ -33,3 +39,28 @@ def verify_password(encoded: str, password: str) -> bool:
         return _hasher.verify(encoded, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+class PasswordChecks:
+    """Password checks in worker threads, ``slots`` at a time (bounded memory)."""
+
+    def __init__(self, slots: int = CONCURRENT_CHECKS, wait_s: float = CHECK_WAIT_S) -> None:
+        self.slots = slots
+        self.wait_s = wait_s
+        self._limiter: anyio.CapacityLimiter | None = None  # made in the event loop
+
+    async def verify(self, encoded: str, password: str) -> bool | None:
+        """Whether ``password`` matches; None when no check was free within ``wait_s``."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.slots)
+        limiter = self._limiter
+        acquired = False
+        with anyio.move_on_after(self.wait_s):
+            await limiter.acquire()
+            acquired = True
+        if not acquired:
+            return None
+        try:
+            return await anyio.to_thread.run_sync(verify_password, encoded, password)
+        finally:
+            limiter.release()

@@ -1,8 +1,9 @@
 """Restores waiting for their typed confirmation: the prepared plan, its file, who asked.
 
-A review lives until it is restored, cancelled, replaced by a newer one of the same session,
-or left alone for ``ttl_s``; its private directory (the uploaded file, a backup downloaded
-from the repository, a decrypted copy) is removed with it.
+A review lives until it is cancelled, replaced by a newer one of the same session, or left
+alone for ``ttl_s``; its private directory (the uploaded file, a backup downloaded from the
+repository, a decrypted copy) is removed with it, or as soon as its restore ends. A restored
+review stays (without its files) so that its page keeps saying what happened.
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ class Review:
     created: float = field(default_factory=time.monotonic)
     busy: bool = False  # a restore of it is running
     refused: bool = False  # its plan refuses: shown, never restored
+    outcome: Outcome | None = None  # its restore ran: what the page says from now on
+
+
+@dataclass(frozen=True)
+class Outcome:
+    message: str
+    ok: bool
 
 
 class ReviewStore:
@@ -56,6 +64,16 @@ class ReviewStore:
             self._expire()
             review = self._reviews.get(review_id)
             return review if review is not None and review.owner == owner else None
+
+    def finish(self, review: Review, message: str, *, ok: bool) -> None:
+        """The restore of ``review`` ended: its files go, what happened stays for its page."""
+        with self._lock:
+            if review.scratch is not None:
+                self.remove_dir(review.scratch)
+                review.scratch = None
+            review.outcome = Outcome(message, ok)
+            review.created = time.monotonic()  # kept ``ttl_s`` from now
+            review.busy = False
 
     def remove(self, review: Review) -> None:
         with self._lock:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
+import math
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from .common import (
     CSRF_REFUSED,
     checked_form,
+    client_address,
     current_session,
     error_response,
     render,
@@ -17,9 +19,10 @@ from .common import (
     url,
     web,
 )
-from .passwords import verify_password
 from .ratelimit import minutes
 from .sessions import COOKIE, Session
+
+BUSY = "The server is busy checking other sign-ins; try again in a few seconds."
 
 
 def _anonymous(request: Request) -> tuple[Session, bool]:
@@ -28,10 +31,6 @@ def _anonymous(request: Request) -> tuple[Session, bool]:
     if session is not None:
         return session, False
     return st.sessions.new(), True
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 async def signin_page(request: Request) -> Response:
@@ -57,18 +56,24 @@ async def signin(request: Request) -> Response:
         if new:
             set_session_cookie(request, response, anonymous)
         return response
-    client = _client(request)
-    wait = st.limiter.retry_after(client)
-    if wait > 0:
-        return _signin_error(request, anonymous, 429,
-                             f"Too many failed sign-ins; try again in {minutes(wait)} minutes.")
+    attempt, wait = st.limiter.reserve(client_address(request))
+    if attempt is None:
+        response = _signin_error(
+            request, anonymous, 429,
+            f"Too many failed sign-ins; try again in {minutes(wait)} minutes.")
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
     encoded = st.settings.password_hash
-    ok = bool(encoded) and await run_in_threadpool(
-        verify_password, encoded or "", form.get("password", ""))
+    password = form.get("password", "")
+    ok = await st.passwords.verify(encoded, password) if encoded else False
+    if ok is None:
+        st.limiter.release(attempt)  # never checked: it does not count
+        response = _signin_error(request, anonymous, 429, BUSY)
+        response.headers["Retry-After"] = "5"
+        return response
     if not ok:
-        st.limiter.failed(client)
         return _signin_error(request, anonymous, 401, "Wrong password; you are not signed in.")
-    st.limiter.succeeded(client)
+    st.limiter.succeeded(attempt)
     st.sessions.end(anonymous)  # a fresh id on sign-in (no session fixation)
     session = st.sessions.new(signed_in=True)
     response = RedirectResponse(url(request, "index"), status_code=303)

@@ -7,11 +7,12 @@ plan needs it; ``execute`` takes the safety backup and restores in one transacti
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import anyio.to_thread
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from ..engine.results import ProgressCallback
@@ -31,11 +32,13 @@ from .common import (
     wants_json,
     web,
 )
+from .errors import UNEXPECTED
 from .reviews import Review
 from .sessions import Session
 from .state import WebState
 from .uploads import CsrfRejected, receive_upload
 
+log = logging.getLogger("ops.web")
 MODES = {
     "replace": "Replace: the database becomes equal to the backup (tables not in the backup "
                "disappear).",
@@ -124,16 +127,33 @@ def _show(request: Request, session: Session, review: Review) -> Response:
     return RedirectResponse(url(request, "review", review_id=review.id), status_code=303)
 
 
-async def _review(request: Request, session: Session, spec: str, repo: Repository,
-                  display: str, scratch: Path) -> Response:
+async def _review_job(request: Request, session: Session, spec: str, repo: Repository,
+                      display: str, scratch: Path) -> Response:
+    """Check ``spec`` and prepare its plan as a job of the one-job runner (a large backup takes
+    a while, and verifying competes with a backup or restore for the machine): the page's
+    script follows it, a plain post waits for it. ``scratch`` goes if it cannot start."""
     st = web(request)
-    review = await run_in_threadpool(open_review, st, session.id, spec, repo, display, scratch)
-    return _show(request, session, review)
+
+    def work(progress: ProgressCallback) -> Review:
+        return open_review(st, session.id, spec, repo, display, scratch, progress)
+
+    try:
+        job = st.runner.start("review", session.id, work)
+    except OpsError:
+        st.workspace.remove_dir(scratch)
+        raise
+    if wants_json(request):
+        return JSONResponse({"job": url(request, "job", job_id=job.id)}, status_code=202)
+    await anyio.to_thread.run_sync(job.done.wait)
+    if job.state != "done":
+        return error_response(request, job.error or "", job.status_code, session)
+    return _show(request, session, job.result)
 
 
 @signed_in
 async def upload(request: Request, session: Session) -> Response:
     st = web(request)
+    st.runner.check_idle()  # before the body is read: a busy server takes no upload
     try:
         received = await receive_upload(
             request.headers.get("content-type"), request.stream(), file_field="backup",
@@ -142,6 +162,9 @@ async def upload(request: Request, session: Session) -> Response:
         )
     except CsrfRejected:
         return error_response(request, CSRF_REFUSED, 403, session)
+    except ClientDisconnect:
+        log.info("an upload was cut off by the client; nothing was kept")
+        return Response(status_code=400)  # nobody is left to read it
     if received.path is None or not received.filename:
         if received.path is not None:
             st.workspace.discard(received.path)
@@ -157,7 +180,8 @@ async def upload(request: Request, session: Session) -> Response:
                                   409, session)
         if path.suffix != ".age":  # decrypted by its name, as every .mmops.age is
             path = path.rename(path.with_name(path.name + ".age"))
-    return await _review(request, session, str(path), st.staging, received.filename, scratch)
+    return await _review_job(request, session, str(path), st.staging, received.filename,
+                             scratch)
 
 
 @signed_in
@@ -172,30 +196,26 @@ async def restore_stored(request: Request, session: Session) -> Response:
     repo = await run_in_threadpool(st.catalog.check, form.get("place", ""), name)
     if name.endswith(".age") and not st.settings.identity:
         return error_response(request, NO_IDENTITY.format(name=name), 409, session)
-    scratch = st.workspace.new_dir()
-
-    def work(progress: ProgressCallback) -> Review:
-        return open_review(st, session.id, name, repo, name, scratch, progress)
-
-    try:
-        job = st.runner.start("review", session.id, work)
-    except OpsError:
-        st.workspace.remove_dir(scratch)
-        raise
-    if wants_json(request):
-        return JSONResponse({"job": url(request, "job", job_id=job.id)}, status_code=202)
-    await anyio.to_thread.run_sync(job.done.wait)
-    if job.state != "done":
-        return error_response(request, job.error or "", job.status_code, session)
-    return _show(request, session, job.result)
+    return await _review_job(request, session, name, repo, name, st.workspace.new_dir())
 
 
 def _review_or_none(request: Request, session: Session) -> Review | None:
     return web(request).reviews.get(request.path_params["review_id"], session.id)
 
 
-GONE = ("This restore review is no longer open (it was restored, cancelled or left too long); "
-        "nothing was changed. Start again from the page.")
+GONE = ("This restore review is no longer open (it was cancelled, left over 30 minutes, or "
+        "the server restarted since); start again from the page, whose safety backups show "
+        "every restore that ran.")
+
+
+def _outcome(request: Request, session: Session, review: Review) -> Response:
+    """The page of a review whose restore ran (or is running): what happened, never a plan
+    to confirm again."""
+    if review.outcome is None:
+        message, ok = ("This restore is running; reload the page to see its outcome.", True)
+    else:
+        message, ok = review.outcome.message, review.outcome.ok
+    return render(request, "result.html", {"message": message, "ok": ok}, session=session)
 
 
 @signed_in
@@ -203,6 +223,8 @@ async def review_page(request: Request, session: Session) -> Response:
     review = _review_or_none(request, session)
     if review is None:
         return error_response(request, GONE, 404, session)
+    if review.busy or review.outcome is not None:
+        return _outcome(request, session, review)
     return render(request, "review.html", {
         "plan": review.prepared.plan, "refused": review.refused, "review": review,
         "file_name": review.display_name, "modes": MODES,
@@ -216,8 +238,10 @@ async def run_restore(request: Request, session: Session) -> Response:
     if form is None:
         return error_response(request, CSRF_REFUSED, 403, session)
     review = _review_or_none(request, session)
-    if review is None or review.busy:
-        return error_response(request, GONE, 404, session)
+    if review is None:
+        return error_response(request, GONE + " Nothing was changed.", 404, session)
+    if review.busy or review.outcome is not None:  # sent twice: it runs once
+        return _outcome(request, session, review)
     if review.refused:  # its page offers no Restore; a forged post gets no further
         return error_response(request, REFUSED, 409, session)
     typed = form.get("confirm_name", "").strip()
@@ -232,9 +256,15 @@ async def run_restore(request: Request, session: Session) -> Response:
 
     def work(progress: ProgressCallback) -> RestoreOutcome:
         try:
-            return execute(st.transport, review.prepared, progress)
-        finally:
-            st.reviews.remove(review)  # the uploaded file goes with it
+            outcome = execute(st.transport, review.prepared, progress)
+        except OpsError as exc:
+            st.reviews.finish(review, str(exc), ok=False)  # the uploaded file goes with it
+            raise
+        except BaseException:
+            st.reviews.finish(review, UNEXPECTED, ok=False)
+            raise
+        st.reviews.finish(review, restore_message(outcome), ok=True)
+        return outcome
 
     review.busy = True
     try:
@@ -251,8 +281,8 @@ async def run_restore(request: Request, session: Session) -> Response:
 
 
 def _refused(request: Request, session: Session, review: Review, message: str) -> Response:
-    if wants_json(request):
-        return JSONResponse({"error": message}, status_code=409)
+    if wants_json(request):  # the page's script puts focus back in the field
+        return JSONResponse({"error": message, "field": "confirm_name"}, status_code=409)
     return render(request, "review.html", {
         "plan": review.prepared.plan, "refused": False, "review": review,
         "file_name": review.display_name, "modes": MODES, "error": message,

@@ -74,10 +74,20 @@ class JobRunner:
         self._jobs: dict[str, Job] = {}
         self._running: Job | None = None
 
+    def _check_idle(self) -> None:
+        running = self._running
+        if running is not None and not running.done.is_set():
+            raise Busy(f"A {running.kind} is already running; try again when it ends; "
+                       "nothing was changed.")
+
+    def check_idle(self) -> None:
+        """Busy when a job is running (so a request can stop before its upload is read)."""
+        with self._lock:
+            self._check_idle()
+
     def start(self, kind: str, owner: str, work: Callable[[ProgressCallback], Any]) -> Job:
         with self._lock:
-            if self._running is not None and not self._running.done.is_set():
-                raise Busy(f"A {self._running.kind} is already running; try again when it ends.")
+            self._check_idle()
             job = Job(secrets.token_urlsafe(16), kind, owner)
             self._jobs[job.id] = job
             self._running = job

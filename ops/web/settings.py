@@ -38,7 +38,9 @@ class WebSettings:
     identity: str | None = None  # AGE_IDENTITY: the identity *file* that opens .mmops.age
     tmp_root: Path | None = None  # where the private work dir is made (default: $TMPDIR)
     trust_header: str | None = None  # e.g. X-Forwarded-User set by an authenticating proxy
-    trusted_proxies: frozenset[str] = frozenset()  # addresses allowed to set trust_header
+    # The reverse proxy's addresses: its X-Forwarded-For names the client (rate limits), and only
+    # it may set trust_header.
+    trusted_proxies: frozenset[str] = frozenset()
     login_failures_allowed: int = 5  # per client address and window
     login_window_s: float = 600
     review_ttl_s: float = 30 * 60  # an uploaded file waits this long for its confirmation

@@ -15,6 +15,7 @@ from .backups import (
     safety_repository,
     staging_repository,
 )
+from .passwords import PasswordChecks
 from .ratelimit import LoginLimiter
 from .reviews import ReviewStore
 from .runner import JobRunner
@@ -34,6 +35,7 @@ class WebState:
     transport: DirectTransport
     sessions: SessionStore
     limiter: LoginLimiter
+    passwords: PasswordChecks
     runner: JobRunner
     reviews: ReviewStore
 
@@ -50,6 +52,7 @@ class WebState:
             transport=transport,
             sessions=SessionStore(settings.secret_key, settings.idle_timeout_s),
             limiter=LoginLimiter(settings.login_failures_allowed, settings.login_window_s),
+            passwords=PasswordChecks(),
             runner=JobRunner(), reviews=ReviewStore(settings.review_ttl_s, workspace.remove_dir),
         )
 

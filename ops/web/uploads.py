@@ -12,11 +12,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ..errors import UsageError
 
-MAX_FIELD_BYTES = 4096
+MAX_FIELD_BYTES = 4096  # a form field's value, and one part header
+MAX_PARTS = 20  # the page's upload form has two; anything far beyond is an attack on memory
+MALFORMED = ("The upload is not a well-formed form (multipart/form-data); nothing was "
+             "changed. Send it again from the page.")
 
 
 class CsrfRejected(Exception):
@@ -47,26 +51,40 @@ class _UploadParser:
         self._header = b""
         self._value = b""
         self._buf = bytearray()
+        self.parts = 0
+        self.ended = False  # the closing boundary arrived
 
     def callbacks(self) -> dict[str, Callable[..., None]]:
         return {"on_part_begin": self.on_part_begin, "on_part_data": self.on_part_data,
                 "on_part_end": self.on_part_end, "on_header_field": self.on_header_field,
                 "on_header_value": self.on_header_value, "on_header_end": self.on_header_end,
-                "on_headers_finished": self.on_headers_finished}
+                "on_headers_finished": self.on_headers_finished, "on_end": self.on_end}
 
     @property
     def _in_file(self) -> bool:
         return self._filename is not None and self._name == self.file_field
 
     def on_part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise UsageError(f"The form has more than {MAX_PARTS} fields; nothing was changed.")
         self._name, self._filename = "", None
         self._buf.clear()
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._header += data[start:end]
+        self._check_header()
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
         self._value += data[start:end]
+        self._check_header()
+
+    def _check_header(self) -> None:
+        if len(self._header) + len(self._value) > MAX_FIELD_BYTES:
+            raise UsageError("A header of the form is too long; nothing was changed.")
+
+    def on_end(self) -> None:
+        self.ended = True
 
     def on_header_end(self) -> None:
         if self._header.lower() == b"content-disposition":
@@ -131,9 +149,15 @@ async def receive_upload(
     handler = _UploadParser(file_field, new_file, csrf_ok, max_bytes)
     parser = MultipartParser(params[b"boundary"], handler.callbacks())  # type: ignore[arg-type]
     try:
-        async for chunk in stream:
-            parser.write(chunk)
-        parser.finalize()
+        try:
+            async for chunk in stream:
+                parser.write(chunk)
+            parser.finalize()
+        except FormParserError as exc:
+            raise UsageError(MALFORMED) from exc
+        if not handler.ended:
+            raise UsageError("The upload ended before the end of its form (the connection "
+                             "was cut?); nothing was changed. Send it again.")
     except BaseException:
         handler.close()
         if handler.upload.path is not None:

@@ -204,3 +204,34 @@ def base_url() -> None:
     """pytest-base-url's fixture (pulled in by pytest-playwright) is an instance method that
     newer pytest warns about; the tests pass absolute URLs, so none is needed."""
     return None
+
+
+# ---- axe-core: the accessibility rules, injected into the page under test -----------------
+
+AXE = Path(__file__).with_name("node_modules") / "axe-core" / "axe.min.js"
+# What each violation is reported with: its rule, impact and the elements it found.
+_AXE_RUN = """async () => {
+  const result = await axe.run(document, { resultTypes: ["violations"] });
+  return result.violations.map((v) => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.map((n) => n.target.join(" ")),
+  }));
+}"""
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    """axe-core's source (npm package pinned in tests/web/package-lock.json; `make test`
+    installs it with `npm ci --prefix tests/web`)."""
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: run `npm ci --prefix tests/web` (make test does)")
+    return AXE.read_text()
+
+
+def axe_violations(page: Any, source: str) -> list[dict[str, Any]]:
+    """axe-core's violations on the page as it is now. Injected through the DevTools protocol
+    (``evaluate``), not a <script> tag: the page's CSP rightly refuses inline scripts."""
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.evaluate(source)
+    violations: list[dict[str, Any]] = page.evaluate(_AXE_RUN)
+    return violations

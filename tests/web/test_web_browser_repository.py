@@ -17,7 +17,14 @@ from playwright.sync_api import Page, expect
 from ops.crypto.age import generate_identity
 from ops.dburl import DbUrl
 from tests.cli_helpers import MMOPS, url_text
-from tests.web.conftest import WebServer, execute, query, start_web, stop_web
+from tests.web.conftest import (
+    WebServer,
+    axe_violations,
+    execute,
+    query,
+    start_web,
+    stop_web,
+)
 from tests.web.test_web_browser import LONG, fingerprint, shot, sign_in
 
 pytestmark = [pytest.mark.postgres, pytest.mark.browser, pytest.mark.storage]
@@ -116,7 +123,7 @@ def test_create_downloads_the_age_backup_stored_in_s3_and_its_list_row_restores_
 def test_an_encrypted_row_without_an_identity_is_refused_and_changes_nothing(
         page: Page, app_db: DbUrl, password_hash: str, seaweed, s3_bucket: str,
         storage_file: Path, age_key: tuple[Path, str], tmp_path: Path,
-        screenshots: Path) -> None:
+        screenshots: Path, axe_source: str) -> None:
     key, recipient = age_key
     repo = f"s3://{s3_bucket}/web"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -136,8 +143,11 @@ def test_an_encrypted_row_without_an_identity_is_refused_and_changes_nothing(
         status = page.get_by_role("status")
         expect(status).to_contain_text("is age-encrypted and this server has no identity")
         expect(status).to_contain_text("nothing was changed")
+        # the refusal takes focus (a keyboard or screen reader user lands on it)
+        expect(page.locator(":focus")).to_contain_text("is age-encrypted")
         assert "Traceback" not in page.content()
         shot(page, screenshots, "14-encrypted-row-without-identity")
+        assert axe_violations(page, axe_source) == []
         secrets_absent(server, page, seaweed, key)
     finally:
         stop_web(server)

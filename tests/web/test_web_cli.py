@@ -73,3 +73,9 @@ def test_web_refuses_a_bad_repository_recipient_identity_or_storage_file_before_
     r = mmops("web", url=app_db, env={"AGE_IDENTITY": str(key)})
     assert r.returncode == 3 and "is not an age secret key" in r.stderr
     assert "MANGLED" not in r.stderr
+
+
+def test_web_refuses_a_trusted_proxy_that_is_not_an_ip_address(app_db: DbUrl) -> None:
+    r = mmops("web", "--trusted-proxy", "proxy.local", url=app_db)
+    assert r.returncode == 2 and "--trusted-proxy takes an IP address" in r.stderr
+    assert "Traceback" not in r.stderr

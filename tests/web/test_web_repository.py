@@ -136,10 +136,11 @@ def test_the_list_shows_the_repositorys_backups_from_their_sidecars(
         # encrypted, and the two actions
         created = re.search(r"-(\d{8}T\d{6})Z", name).group(1)
         assert f'datetime="{created[:4]}-{created[4:6]}-{created[6:8]}T' in row
-        assert f"<td>{app_db.database}</td>" in row
-        assert re.search(r"<td>\d+(\.\d)? (KiB|MiB|Bytes)</td>", row), row
+        assert f'<td data-label="Database">{app_db.database}</td>' in row
+        assert re.search(r'<td data-label="Size">\d+(\.\d)? (KiB|MiB|Bytes)</td>', row), row
         assert f"<code>{revision}</code>" in row
-        assert (f"<td>{'yes' if name.endswith('.age') else 'no'}</td>") in row
+        encrypted = "yes" if name.endswith(".age") else "no"
+        assert f'<td data-label="Encrypted">{encrypted}</td>' in row
         assert ">Download</a>" in row and ">Restore</button>" in row
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         if name in storage:
@@ -201,7 +202,7 @@ def test_create_backup_with_encrypt_to_downloads_the_age_file_stored_in_the_repo
         assert stored_names(where, storage) == [name]
         assert fetch(where, storage, name, tmp_path / "stored.age").read_bytes() == r.content
         page = c.get("/").text
-        assert "<td>yes</td>" in row_of(page, name)
+        assert '<td data-label="Encrypted">yes</td>' in row_of(page, name)
         # no plain copy stays behind in the private work dir
         assert list(web_settings.tmp_root.rglob("*.mmops")) == []  # type: ignore[union-attr]
 
