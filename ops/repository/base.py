@@ -38,8 +38,11 @@ class BackupName:
 
 
 def parse_backup_name(name: str) -> BackupName | None:
-    """``markdown-20261124T101500Z.mmops`` → its database and UTC timestamp; None if not ours."""
-    m = _NAME_RE.match(name.rsplit("/", 1)[-1])
+    """``markdown-20261124T101500Z.mmops`` → its database and UTC timestamp; None if not ours
+    (also a nested name, ``old/markdown-….mmops``: that belongs to another repository)."""
+    if "/" in name:
+        return None
+    m = _NAME_RE.match(name)
     if m is None:
         return None
     stamp = m.group("stamp")

@@ -224,13 +224,14 @@ def notify_failure(ops_dir: Path, schedule: ScheduleRequest, targets: list[Targe
 
 def _fetch_latest(repo: Any, database: str, staging: Path) -> Path:
     """The newest backup of ``database`` in ``repo`` as a local file in ``staging``."""
-    from ..repository.base import backups, copy_to_file
+    from ..repository.base import copy_to_file
+    from ..repository.verified import list_backups
 
-    found = backups(repo, database=database, safety=False)
+    found = list_backups(repo, database=database, safety=False).backups
     if not found:
         raise OpsError(f"{repo.url} holds no backup of database {database!r} to test-restore; "
                        "the scheduled backup has not run yet (or failed).")
-    name = found[-1][0].name
+    name = found[-1].name
     if isinstance(repo, LocalRepository):
         return repo.path_of(name)
     return copy_to_file(repo.open(name), staging / name)

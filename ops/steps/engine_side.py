@@ -21,8 +21,8 @@ from ..interop.detect import FileKind
 from ..policy.keep_newest import select_beyond_newest
 from ..policy.live import LiveStatus
 from ..policy.plan import row_mismatches
-from ..repository.base import backups
 from ..repository.local import LocalRepository
+from ..repository.verified import list_backups
 from .results import BackupOutcome, BackupRequest, RestoreOutcome, RestoreRequest
 from .status import read_live_status
 
@@ -128,17 +128,19 @@ async def backup_and_publish(
             path.unlink(missing_ok=True)
             path = Path()
     if pub.keep:
-        deleted, locked = await asyncio.to_thread(prune, repo, safe_database_name(url.database),
-                                                  pub.keep)
-        published = replace(published, deleted=deleted, locked=locked)
+        deleted, locked, unverified = await asyncio.to_thread(
+            prune, repo, safe_database_name(url.database), pub.keep)
+        published = replace(published, deleted=deleted, locked=locked,
+                            unverified=[u.sentence() for u in unverified])
     return replace(outcome, path=str(path) if path != Path() else "", published=published)
 
 
 def prune_safety(repo: LocalRepository, database: str, keep: int) -> list[str]:
-    """Keep the newest ``keep`` safety backups of ``database`` (by their own timestamps);
-    other databases' safety backups in the same directory are never touched."""
-    items = [(e.name, info.database, info.created_at)
-             for e, info in backups(repo, safety=True) if info.database == database]
+    """Keep the newest ``keep`` verified safety backups of ``database`` (by their own
+    timestamps); other databases' safety backups, and files that only look like safety
+    backups, are never touched."""
+    items = [(b.name, b.info.database, b.info.created_at)
+             for b in list_backups(repo, database=database, safety=True).backups]
     doomed = select_beyond_newest(items, keep)
     for name in doomed:
         repo.delete(name)
