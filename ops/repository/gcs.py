@@ -136,6 +136,8 @@ class GCSRepository:
         entries: list[Entry] = []
         with self._errors("list"):
             for blob in self._client.list_blobs(self.bucket_name, prefix=full, delimiter="/"):
+                if blob.name.endswith("/"):
+                    continue  # a directory marker, not an object of this repository
                 entries.append(
                     Entry(name=self._name(blob.name), size=int(blob.size or 0),
                           modified=blob.updated)

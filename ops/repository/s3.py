@@ -176,6 +176,8 @@ class S3Repository:
             )
             for page in pages:
                 for item in page.get("Contents", []):
+                    if str(item["Key"]).endswith("/"):
+                        continue  # a directory marker (SeaweedFS lists the prefix's own)
                     entries.append(
                         Entry(
                             name=self._name(item["Key"]),

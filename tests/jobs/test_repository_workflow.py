@@ -62,11 +62,11 @@ def test_encrypted_backup_goes_to_s3_and_restores_latest_from_there(
     env = seaweed.environ()
     repo = f"s3://{s3_bucket}/prod"
     out = tmp_path / "backups"
-    res = run("backup", "-o", str(out), "--repo", repo, "--encrypt-to", recipient,
-              url=app, env=env)
+    out.mkdir()
+    res = run("backup", "--repo", repo, "--encrypt-to", recipient, url=app, env=env, cwd=out)
     assert res.returncode == 0, res.stderr
     assert f"stored {repo}/{app.database}-" in res.stderr and "age-encrypted" in res.stderr
-    assert not list(out.glob("*.mmops"))  # no plain copy left on the laptop (no KEEP_LOCAL)
+    assert not list(out.iterdir())  # no plain copy left on the laptop (no KEEP_LOCAL, no -o)
     stored = _list(env, repo)
     assert [b["encrypted"] for b in stored] == [True] and stored[0]["database"] == app.database
     assert seaweed.environ()["AWS_SECRET_ACCESS_KEY"] not in res.stdout + res.stderr
