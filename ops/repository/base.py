@@ -119,11 +119,13 @@ class Repository(Protocol):
         """Hold an exclusive lock (one writer/pruner at a time) for the ``with`` block."""
 
 
-def backups(repo: Repository, *, database: str | None = None,
-            safety: bool | None = None) -> list[tuple[Entry, BackupName]]:
-    """The repository's backups (optionally of one database), oldest first by their own time."""
+def backups(repo: Repository, *, database: str | None = None, safety: bool | None = None,
+            entries: list[Entry] | None = None) -> list[tuple[Entry, BackupName]]:
+    """The repository's objects *named* as backups (optionally of one database), oldest first
+    by their own time; ``entries``: a listing already made. What counts as a backup is
+    ``verified.list_backups``'s to say."""
     found: list[tuple[Entry, BackupName]] = []
-    for entry in repo.list():
+    for entry in repo.list() if entries is None else entries:
         info = entry.backup
         if info is None:
             continue

@@ -28,7 +28,7 @@ import msgspec
 
 from ops.errors import OpsError
 
-from .base import BackupName, Entry, Repository, parse_backup_name
+from .base import BackupName, Entry, Repository, backups
 
 META_SUFFIX = ".meta.json"
 MAX_SIDECAR_BYTES = 64 << 10
@@ -191,17 +191,7 @@ def list_backups(
     entries = repo.list()
     sidecars = {e.name[: -len(META_SUFFIX)]: e.size for e in entries
                 if e.name.endswith(META_SUFFIX)}
-    named: list[tuple[Entry, BackupName]] = []
-    for entry in entries:
-        info = parse_backup_name(entry.name)
-        if info is None:
-            continue
-        if database is not None and info.database != database:
-            continue
-        if safety is not None and info.safety != safety:
-            continue
-        named.append((entry, info))
-    named.sort(key=lambda pair: (pair[1].created_at, pair[0].name))
+    named = backups(repo, database=database, safety=safety, entries=entries)
     cache: MutableMapping[tuple[str, int, int], Verdict] = {} if known is None else known
 
     def key(entry: Entry) -> tuple[str, int, int]:

@@ -60,6 +60,17 @@ def recipient(tmp_path: Path) -> tuple[Path, str]:
     return key, res.stdout.strip()
 
 
+@pytest.fixture
+def big_db(pg15, make_db, tmp_path: Path) -> dict[str, str]:
+    """A database whose backup takes a while; the environment of a run with $TMPDIR at
+    tmp_path/tmp, started in tmp_path/cwd (both made empty)."""
+    url = make_db(pg15)
+    pg15.psql(BIG, url.database)
+    for d in ("cwd", "tmp"):
+        (tmp_path / d).mkdir()
+    return environ(url, TMPDIR=str(tmp_path / "tmp"))
+
+
 class Sampler(threading.Thread):
     """Walks ``roots`` every few milliseconds, recording every file seen (path → in a private
     staging dir?) until stopped."""
@@ -96,15 +107,11 @@ def _plain(path: Path) -> bool:
 
 
 def test_encrypted_backup_to_a_repository_stages_plaintext_only_in_a_private_tmpdir(
-    pg15, make_db, recipient, tmp_path: Path
+    big_db: dict[str, str], recipient, tmp_path: Path
 ) -> None:
-    key, age_recipient = recipient
-    url = make_db(pg15)
-    pg15.psql(BIG, url.database)
+    _key, age_recipient = recipient
     cwd, tmp, repo = tmp_path / "cwd", tmp_path / "tmp", tmp_path / "repo"
-    for d in (cwd, tmp):
-        d.mkdir()
-    env = environ(url, TMPDIR=str(tmp))
+    env = big_db
     sampler = Sampler(cwd, tmp, repo)
     sampler.start()
     res = run("backup", "--repo", str(repo), "--encrypt-to", age_recipient, env=env, cwd=cwd)
@@ -122,15 +129,11 @@ def test_encrypted_backup_to_a_repository_stages_plaintext_only_in_a_private_tmp
 
 
 def test_a_killed_encrypted_backup_leaves_plaintext_only_in_tmpdir_until_the_next_command(
-    pg15, make_db, recipient, tmp_path: Path
+    big_db: dict[str, str], recipient, tmp_path: Path
 ) -> None:
     _key, age_recipient = recipient
-    url = make_db(pg15)
-    pg15.psql(BIG, url.database)
     cwd, tmp, repo = tmp_path / "cwd", tmp_path / "tmp", tmp_path / "repo"
-    for d in (cwd, tmp):
-        d.mkdir()
-    env = environ(url, TMPDIR=str(tmp))
+    env = big_db
     proc = subprocess.Popen([str(MMOPS), "backup", "--repo", str(repo), "--encrypt-to",
                              age_recipient], env=env, cwd=cwd, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

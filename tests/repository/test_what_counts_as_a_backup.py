@@ -6,14 +6,12 @@ Through the real `mmops` CLI against a real PostgreSQL, a directory, SeaweedFS a
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import MMOPS, url_text
+from tests.jobs.test_repository_workflow import run
 
 pytestmark = [pytest.mark.postgres]
 
@@ -22,18 +20,6 @@ CREATE TABLE users (id int PRIMARY KEY, name text NOT NULL);
 INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 50) g;
 """
 FUTURE = "20991231T235959Z"
-
-
-def run(*args: str, url=None, env: dict[str, str] | None = None, cwd: Path | None = None
-        ) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items()
-            if not k.startswith(("AWS_", "REPO", "MMOPS_REPO", "ENCRYPT_TO", "AGE_IDENTITY",
-                                 "KEEP", "STORAGE_EMULATOR_HOST", "BACKUP_DIR"))}
-    if url is not None:
-        full["DATABASE_URL"] = url_text(url)
-    full.update(env or {})
-    return subprocess.run([str(MMOPS), *args], capture_output=True, text=True, env=full,
-                          timeout=300, cwd=cwd)
 
 
 @pytest.fixture
