@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from ..errors import RepositoryError
+
 # <database>-<YYYYmmddTHHMMSSZ>.mmops[.age]; safety backups carry a "safety-" prefix. The
 # database part may itself contain dashes, so the timestamp is matched from the right.
 _NAME_RE = re.compile(
@@ -25,6 +27,10 @@ _NAME_RE = re.compile(
     r"(?P<suffix>\.mmops(?:\.age)?)$"
 )
 BACKUP_SUFFIXES = (".mmops", ".mmops.age")
+
+
+class NameInUse(RepositoryError):
+    """A backup name that exists or that another run is writing right now."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import RepositoryError
 from ..process import pid_alive
-from .base import Entry
+from .base import Entry, NameInUse
 
 _PARTIAL_RE = re.compile(r"^\..+\.partial-(?:(\d+)-)?[0-9a-f]+$")
 _RESERVED_RE = re.compile(r"^\..+\.reserved$")
@@ -185,19 +185,19 @@ class LocalRepository:
                 break
             except FileExistsError:
                 if _holder_alive(marker):
-                    raise RepositoryError(
+                    raise NameInUse(
                         f"Another mmops run is writing {final} at this moment.") from None
                 marker.unlink(missing_ok=True)
             except OSError as exc:
                 raise RepositoryError(
                     f"Cannot create a file in {self.path}: {exc.strerror}.") from exc
         else:
-            raise RepositoryError(f"Another mmops run is writing {final} at this moment.")
+            raise NameInUse(f"Another mmops run is writing {final} at this moment.")
         try:
             os.write(fd, str(os.getpid()).encode())
             os.close(fd)
             if final.exists():
-                raise RepositoryError(f"{final} already exists; not overwriting it.")
+                raise NameInUse(f"{final} already exists; not overwriting it.")
             yield
         finally:
             marker.unlink(missing_ok=True)

@@ -25,7 +25,7 @@ from ..interop.detect import FileKind
 from ..policy.keep_newest import select_beyond_newest
 from ..policy.live import LiveStatus
 from ..policy.plan import row_mismatches
-from ..repository.base import Repository
+from ..repository.base import NameInUse, Repository
 from ..repository.local import LocalRepository
 from ..repository.verified import list_backups
 from .results import BackupOutcome, BackupRequest, RestoreOutcome, RestoreRequest
@@ -100,14 +100,14 @@ def reserved_name(
     with microseconds; an explicit ``name`` that is taken stops at once (RepositoryError)."""
     candidates = [name] if name else [default_backup_name(database),
                                       default_backup_name(database, precise=True)]
-    refusal: RepositoryError | None = None
+    refusal: NameInUse | None = None
     for candidate in candidates:
         with contextlib.ExitStack() as stack:
             try:
                 stack.enter_context(local.reserve(candidate))
                 if repo is not None:
                     stack.enter_context(_held_in(repo, candidate + suffix))
-            except RepositoryError as exc:
+            except NameInUse as exc:
                 refusal = exc
                 continue
             yield candidate
@@ -125,9 +125,18 @@ def _held_in(repo: Repository, name: str) -> Iterator[None]:
         with repo.reserve(name):
             yield
         return
-    with repo.lock(f"{name}.reserved"):
-        if any(e.name == name for e in repo.list(name)):
-            raise RepositoryError(f"{repo.url}/{name} already exists; not overwriting it.")
+    if any(e.name == name for e in repo.list(name)):
+        raise NameInUse(f"{repo.url}/{name} already exists; not overwriting it.")
+    marker = f"{name}.reserved"
+    hold = contextlib.ExitStack()
+    try:
+        hold.enter_context(repo.lock(marker))
+    except RepositoryError as exc:
+        if any(e.name == marker for e in repo.list(marker)):
+            raise NameInUse(f"Another mmops run is writing {repo.url}/{name} at this "
+                            "moment.") from exc
+        raise
+    with hold:
         yield
 
 

@@ -230,3 +230,29 @@ def test_two_backups_of_one_database_in_the_same_second_both_succeed(
     if where == "dir":
         for name in names:
             verify_archive(out / name)
+
+
+@pytest.mark.storage
+def test_agent_mode_keeps_a_backup_whose_upload_failed_encrypted_on_the_server(
+    provisioned, seaweed, s3_bucket: str, recipient, tmp_path: Path
+) -> None:
+    key, age_recipient = recipient
+
+    def rule(method: str, path: str) -> int | None:  # the backup's own upload is refused
+        name = path.split("?", 1)[0]
+        return 403 if method == "PUT" and name.endswith(".mmops.age") else None
+
+    unsent = provisioned.ops_dir / "unsent"
+    before = set(unsent.iterdir()) if unsent.is_dir() else set()
+    with FaultProxy(seaweed.endpoint, rule) as proxy:
+        res = provisioned.make("db-backup-ops", BACKUP_DIR=str(tmp_path / "backups"),
+                               REPO=f"s3://{s3_bucket}/app", ENCRYPT_TO=age_recipient,
+                               **seaweed.environ(AWS_ENDPOINT_URL=proxy.url))
+    assert res.returncode != 0
+    kept = [p for p in set(unsent.iterdir()) - before if p.name.endswith(".mmops.age")]
+    assert len(kept) == 1 and f"kept at {kept[0]}" in res.stderr, res.stderr
+    assert kept[0].stat().st_mode & 0o777 == 0o600 and unsent.stat().st_mode & 0o777 == 0o700
+    assert provisioned.leftover_tmp() == []  # no plaintext staging copy left on the server
+    plain = tmp_path / "plain.mmops"
+    subprocess.run(["age", "-d", "-i", str(key), "-o", str(plain), str(kept[0])], check=True)
+    verify_archive(plain)

@@ -116,9 +116,17 @@ def test_keep_prunes_by_the_backups_own_time_and_never_the_newest(
     res = run("backup", "-o", str(source), url=app)
     assert res.returncode == 0, res.stderr
     body = next(source.glob("*.mmops")).read_bytes()
+
+    def seed(database: str, day: str) -> None:  # a stored backup with its sidecar
+        key = f"{database}-{day}T020000Z.mmops"
+        client.put_object(Bucket=s3_bucket, Key=key, Body=body)
+        meta = {"database": database, "created_at": f"{day[:4]}-{day[4:6]}-{day[6:]}T02:00:00Z",
+                "size": len(body), "encrypted": False}
+        client.put_object(Bucket=s3_bucket, Key=f"{key}.meta.json", Body=json.dumps(meta))
+
     for day in ("20260101", "20260102", "20260103"):
-        client.put_object(Bucket=s3_bucket, Key=f"{app.database}-{day}T020000Z.mmops", Body=body)
-    client.put_object(Bucket=s3_bucket, Key="other-20250101T020000Z.mmops", Body=body)
+        seed(app.database, day)
+    seed("other", "20250101")
     res = run("backup", "-o", str(tmp_path / "b"), "--repo", repo, "--keep", "daily=2",
               url=app, env=env)
     assert res.returncode == 0, res.stderr
