@@ -113,6 +113,8 @@ def reserved_name(
             yield candidate
             return
     assert refusal is not None
+    if name:
+        raise RepositoryError(f"{refusal.message} Nothing was backed up; choose another name.")
     raise RepositoryError(
         f"{refusal.message} Nothing was backed up: another backup of database {database!r} "
         "started at the same moment; run this one again.")
