@@ -159,6 +159,31 @@ def test_a_killed_encrypted_backup_leaves_plaintext_only_in_tmpdir_until_the_nex
     assert list(tmp.iterdir()) == []
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_mid_backup_removes_the_staged_plaintext(
+    big_db: dict[str, str], recipient, tmp_path: Path, sig: signal.Signals
+) -> None:
+    _key, age_recipient = recipient
+    cwd, tmp, repo = tmp_path / "cwd", tmp_path / "tmp", tmp_path / "repo"
+    proc = subprocess.Popen([str(MMOPS), "backup", "--repo", str(repo), "--encrypt-to",
+                             age_recipient], env=big_db, cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not [p for p in tmp.glob("mmops-stage-*/*") if _plain(p)]:
+            assert proc.poll() is None, "the backup ended before it could be interrupted"
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        proc.send_signal(sig)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert list(tmp.iterdir()) == [] and list(cwd.iterdir()) == []
+    assert not repo.exists() or not [p for p in repo.iterdir() if not p.name.startswith(".")]
+
+
 @pytest.mark.storage
 @pytest.mark.parametrize("encrypted", [True, False])
 def test_a_failed_upload_keeps_the_verified_backup_and_says_where(
