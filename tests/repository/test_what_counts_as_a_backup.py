@@ -74,6 +74,12 @@ def test_junk_truncated_and_foreign_files_named_as_the_newest_backup_are_never_c
     assert second in res.stdout and "3 file(s) that are not verified backups" in res.stdout
 
     # prune keeps the newest verified backup and never deletes what it does not count
+    res = run("repo", "--repo", str(repo), "prune", "--database", db, "--keep-last", "1",
+              "--dry-run")
+    assert res.returncode == 0, res.stderr
+    plan = res.stdout.splitlines()
+    assert plan[0].startswith(f"keep   {second}") and plan[1].startswith(f"delete {first}")
+    assert [line.split()[0] for line in plan[2:]] == ["ignore"] * 3
     res = run("repo", "--repo", str(repo), "prune", "--database", db, "--keep-last", "1")
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["deleted", first]
