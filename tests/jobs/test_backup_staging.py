@@ -106,6 +106,22 @@ def _plain(path: Path) -> bool:
     return ".mmops" in path.name and ".mmops.age" not in path.name
 
 
+def _staged_backup(env: dict[str, str], age_recipient: str, cwd: Path, tmp: Path,
+                   repo: Path) -> subprocess.Popen[str]:
+    """An encrypted backup to ``repo`` started in ``cwd``, returned once its plaintext is
+    being written in the staging dir under ``tmp`` (so that a signal hits it mid-run)."""
+    proc = subprocess.Popen([str(MMOPS), "backup", "--repo", str(repo), "--encrypt-to",
+                             age_recipient], env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not [p for p in tmp.glob("mmops-stage-*/*") if _plain(p)]:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("the backup ended (or never staged) before the signal")
+        time.sleep(0.002)
+    return proc
+
+
 def test_encrypted_backup_to_a_repository_stages_plaintext_only_in_a_private_tmpdir(
     big_db: dict[str, str], recipient, tmp_path: Path
 ) -> None:
@@ -131,18 +147,9 @@ def test_encrypted_backup_to_a_repository_stages_plaintext_only_in_a_private_tmp
 def test_a_killed_encrypted_backup_leaves_plaintext_only_in_tmpdir_until_the_next_command(
     big_db: dict[str, str], recipient, tmp_path: Path
 ) -> None:
-    _key, age_recipient = recipient
     cwd, tmp, repo = tmp_path / "cwd", tmp_path / "tmp", tmp_path / "repo"
-    env = big_db
-    proc = subprocess.Popen([str(MMOPS), "backup", "--repo", str(repo), "--encrypt-to",
-                             age_recipient], env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = _staged_backup(big_db, recipient[1], cwd, tmp, repo)
     try:
-        deadline = time.monotonic() + 60
-        while not [p for p in tmp.glob("mmops-stage-*/*") if _plain(p)]:
-            assert proc.poll() is None, "the backup ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.002)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
@@ -163,17 +170,9 @@ def test_a_killed_encrypted_backup_leaves_plaintext_only_in_tmpdir_until_the_nex
 def test_sigterm_or_ctrl_c_mid_backup_removes_the_staged_plaintext(
     big_db: dict[str, str], recipient, tmp_path: Path, sig: signal.Signals
 ) -> None:
-    _key, age_recipient = recipient
     cwd, tmp, repo = tmp_path / "cwd", tmp_path / "tmp", tmp_path / "repo"
-    proc = subprocess.Popen([str(MMOPS), "backup", "--repo", str(repo), "--encrypt-to",
-                             age_recipient], env=big_db, cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = _staged_backup(big_db, recipient[1], cwd, tmp, repo)
     try:
-        deadline = time.monotonic() + 60
-        while not [p for p in tmp.glob("mmops-stage-*/*") if _plain(p)]:
-            assert proc.poll() is None, "the backup ended before it could be interrupted"
-            assert time.monotonic() < deadline
-            time.sleep(0.002)
         proc.send_signal(sig)
         _out, err = proc.communicate(timeout=60)
     finally:
