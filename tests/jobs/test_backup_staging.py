@@ -153,7 +153,7 @@ def test_a_killed_encrypted_backup_leaves_plaintext_only_in_tmpdir_until_the_nex
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
-        proc.wait()
+        proc.communicate()
     left = [p for p in tmp.rglob("*") if p.is_file()]
     assert left and all(p.parent.name.startswith("mmops-stage-") for p in left)
     assert {(p.parent.stat().st_mode & 0o777) for p in left} == {0o700}
