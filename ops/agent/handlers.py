@@ -120,7 +120,8 @@ def cmd_backup(args: argparse.Namespace, out: Emitter, inbox: Inbox) -> dict[str
     with private_tmpdir(Path(args.ops_dir), "backup-") as tmp:
         outcome = aio.run(
             lambda: backup_and_publish(url, LocalRepository(tmp), request, host=args.host,
-                                       progress=out.progress, checksum=True, drop_local=False),
+                                       progress=out.progress, checksum=True, drop_local=False,
+                                       unsent=LocalRepository(Path(args.ops_dir) / "unsent")),
             **_cancellable(inbox),
         )
         out.message("ready", backup=outcome.to_dict())

@@ -25,6 +25,9 @@ from .web import web
 @click.version_option(__version__, prog_name="mmops")
 def main() -> None:
     """Back up and restore markdown-manager's PostgreSQL database."""
+    from ..steps.staging import remove_stale_staging
+
+    remove_stale_staging()  # what a killed backup left under $TMPDIR, whatever runs next
 
 
 for command in (backup, restore, verify, inspect, export, sandbox, remote, tunnel, web, key,

@@ -56,7 +56,7 @@ def check(repo: str, database: str | None, max_age: str, warn_age: str | None,
     from ..errors import OpsError
     from ..policy.check import Thresholds, evaluate
     from ..repository import open_repository
-    from ..repository.base import backups
+    from ..repository.verified import list_backups
 
     crit_s = _seconds(max_age, "--max-age")
     assert crit_s is not None
@@ -67,8 +67,9 @@ def check(repo: str, database: str | None, max_age: str, warn_age: str | None,
         return
     try:
         store = open_repository(repo)
-        listed = [(e.name, info.database, info.created_at)
-                  for e, info in backups(store, safety=False)]
+        listing = list_backups(store, safety=False)
+        listed = [(b.name, b.info.database, b.info.created_at) for b in listing.backups]
+        ignored = [u.name for u in listing.unverified]
     except OpsError as exc:
         _finish_unknown(f"cannot list {repo}: {exc}", as_json=as_json)
         return
@@ -76,7 +77,7 @@ def check(repo: str, database: str | None, max_age: str, warn_age: str | None,
         _finish_unknown(f"cannot list {repo}: {type(exc).__name__}", as_json=as_json)
         return
     result = evaluate(listed, dt.datetime.now(dt.timezone.utc), thresholds,
-                      database=database, repository=store.url)
+                      database=database, repository=store.url, ignored=ignored)
     if as_json:
         echo_json(result.to_dict())
     else:

@@ -78,6 +78,10 @@ def backup(
         dest, name = output, None
     else:
         dest, name = output.parent, output.name
+    # An explicit -o is a local copy asked for: with --repo the plain file stays exactly there
+    # (else it is staged in a private dir under $TMPDIR only).
+    source = click.get_current_context().get_parameter_source("output")
+    keep_local = keep_local or source is click.core.ParameterSource.COMMANDLINE
     request = BackupRequest(jobs=jobs, tables=split_patterns(tables),
                             exclude_tables=split_patterns(exclude_tables), yield_after=yield_after,
                             lock_timeout=backup_lock_timeout, level=level,

@@ -62,6 +62,8 @@ def render_backup(outcome: BackupOutcome, *, detailed: bool = False) -> None:
             click.echo(f"pruned {name} (retention)", err=True)
         for why in pub.locked:
             click.echo(f"warning: not pruned: {why}", err=True)
+        for why in pub.unverified:
+            click.echo(f"warning: left alone: {why}", err=True)
     if detailed:
         click.echo(f"Backup of {outcome.database} on {outcome.host} done.")
         click.echo(f"  file      {outcome.path or '(not kept here: see stored above)'}")

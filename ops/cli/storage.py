@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from ..repository.base import BackupName, Entry, Repository
+from ..repository.base import Repository
+from ..repository.verified import StoredBackup, Unverified
 from .common import echo_json, human_size
 
 
@@ -41,17 +42,17 @@ def repo(ctx: click.Context, repo: str) -> None:
     ctx.obj = open_repository(repo)
 
 
-def _describe(store: Repository, entry: Entry, info: BackupName) -> dict[str, Any]:
-    """What a listing shows of one backup (steps.publish.describe_stored: sidecar or manifest,
-    never a download or a decryption)."""
-    from ..steps.publish import describe_stored
-
-    facts = describe_stored(store, entry.name)
-    return {"name": entry.name, "size": entry.size, "database": info.database,
+def _row(item: StoredBackup | Unverified) -> dict[str, Any]:
+    """One listed backup (or a file named like one that does not count: ``verified`` false and
+    the reason) — from sidecars or manifests, never a download or a decryption."""
+    info = item.info
+    good = isinstance(item, StoredBackup)
+    return {"name": item.name, "size": item.entry.size, "database": info.database,
             "created_at": info.created_at.isoformat(), "encrypted": info.encrypted,
-            "safety": info.safety,
-            "kind": "safety" if info.safety else (facts.kind if facts else "?"),
-            "alembic_revision": facts.alembic_revision if facts else None}
+            "safety": info.safety, "verified": good,
+            "kind": item.kind if isinstance(item, StoredBackup) else "damaged",
+            "alembic_revision": item.alembic_revision if isinstance(item, StoredBackup) else None,
+            "problem": None if isinstance(item, StoredBackup) else item.reason}
 
 
 @repo.command("list")
@@ -60,11 +61,16 @@ def _describe(store: Repository, entry: Entry, info: BackupName) -> dict[str, An
 @click.pass_obj
 def repo_list(store: object, database: str | None, as_json: bool) -> None:
     """Every backup in the repository, oldest first, by each backup's own timestamp: database,
-    UTC time, size, kind (full / tables / safety), alembic revision, encrypted."""
-    from ..repository.base import backups
+    UTC time, size, kind (full / tables / safety), alembic revision, encrypted. Files named
+    like backups that do not count as one (no readable, consistent sidecar or manifest) are
+    listed as damaged, with the reason, and are never chosen, counted or pruned."""
+    from ..repository.verified import list_backups
 
     assert isinstance(store, Repository)
-    rows = [_describe(store, e, info) for e, info in backups(store, database=database)]
+    listing = list_backups(store, database=database)
+    items: list[StoredBackup | Unverified] = [*listing.backups, *listing.unverified]
+    items.sort(key=lambda i: (i.info.created_at, i.name))
+    rows = [_row(i) for i in items]
     if as_json:
         echo_json({"repository": store.url, "backups": rows})
         return
@@ -73,7 +79,12 @@ def repo_list(store: object, database: str | None, as_json: bool) -> None:
                    f"{human_size(r['size']):>10}  {r['kind']:<6} "
                    f"{r['alembic_revision'] or '-':<28} {'age ' if r['encrypted'] else ''}"
                    f"{r['name']}")
-    click.echo(f"{len(rows)} backups in {store.url}", err=True)
+    for bad in listing.unverified:
+        click.echo(f"warning: {bad.sentence()}; it is never counted, chosen or pruned.",
+                   err=True)
+    click.echo(f"{len(listing.backups)} backups in {store.url}"
+               + (f" ({len(listing.unverified)} damaged)" if listing.unverified else ""),
+               err=True)
 
 
 @repo.command("prune")
@@ -108,20 +119,25 @@ def repo_prune(
     from ..errors import OpsError
     from ..policy.keep_spec import parse_keep
     from ..policy.retention import plan_retention
-    from ..repository.base import Repository, backups
+    from ..repository.verified import list_backups
     from ..steps.publish import prune
 
     assert isinstance(store, Repository)
     if dry_run:
-        found = backups(store, database=database, safety=False)
-        plan = plan_retention([(e.name, i.created_at) for e, i in found], **parse_keep(keep))
+        listing = list_backups(store, database=database, safety=False)
+        plan = plan_retention([(b.name, b.info.created_at) for b in listing.backups],
+                              **parse_keep(keep))
         for d in plan.decisions:
             click.echo(f"{'keep  ' if d.keep else 'delete'} {d.name}  "
                        f"{', '.join(d.reasons)}".rstrip())
+        for bad in listing.unverified:
+            click.echo(f"ignore {bad.name}  not a verified backup: {bad.reason}")
         return
-    deleted, locked = prune(store, database, keep)
+    deleted, locked, unverified = prune(store, database, keep)
     for name in deleted:
         click.echo(f"deleted {name}")
+    for bad in unverified:
+        click.echo(f"warning: left alone: {bad.sentence()}.", err=True)
     for why in locked:
         click.echo(f"warning: not deleted: {why}", err=True)
     if locked:

@@ -18,8 +18,9 @@ from ..errors import RestoreRefused, UsageError
 from ..interop.describe import ForeignFile, describe_foreign
 from ..interop.detect import FileKind, detect_kind
 from ..policy.plan import Plan, build_foreign_plan, build_plan
-from ..repository.base import Repository, backups
+from ..repository.base import Repository
 from ..repository.local import LocalRepository
+from ..repository.verified import Unverified, list_backups
 from ..steps.results import RestoreOutcome, RestoreRequest
 from ..transport.base import Transport
 
@@ -66,13 +67,13 @@ def resolve_backup_file(
         parent, _, spec = spec.rpartition("/")
         repo = open_repository(parent)
     if spec == "latest":
-        found = [e for e, _info in backups(repo, database=safe_database_name(database),
-                                           safety=False)]
-        if not found:
+        listing = list_backups(repo, database=safe_database_name(database), safety=False)
+        if not listing.backups:
             raise UsageError(
-                f"BACKUP=latest but {repo.url} holds no backup of database {database!r}."
+                f"BACKUP=latest but {repo.url} holds no verified backup of database "
+                f"{database!r}{_ignored(listing.unverified)}."
             )
-        name = found[-1].name
+        name = listing.backups[-1].name
     else:
         names = {e.name for e in repo.list(spec)} if "/" not in spec else set()
         if spec not in names:
@@ -87,6 +88,14 @@ def resolve_backup_file(
         return _decrypted(_Reporting(repo.open(name), name, progress), workdir, identity,
                           name=name)
     return _download(repo, name, workdir, progress)
+
+
+def _ignored(unverified: list[Unverified]) -> str:
+    """What a 'no backup' sentence adds about files that look like backups but are not."""
+    if not unverified:
+        return ""
+    return (f" ({len(unverified)} file(s) named like one are not verified backups, e.g. "
+            f"{unverified[-1].sentence()})")
 
 
 class _Reporting:

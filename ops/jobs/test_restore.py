@@ -22,14 +22,14 @@ from ..steps.restore_test import (
 
 def latest_in_repository(repo: Any, database: str | None) -> tuple[str, str]:
     """(name, database) of the newest non-safety backup in ``repo`` (of ``database``)."""
-    from ..repository.base import backups
+    from ..repository.verified import list_backups
 
-    found = backups(repo, database=database, safety=False)
-    if not found:
+    listing = list_backups(repo, database=database, safety=False)
+    if not listing.backups:
         what = f" of database {database!r}" if database else ""
-        raise UsageError(f"{repo.url} holds no backup{what} to test-restore.")
-    entry, info = found[-1]
-    return entry.name, info.database
+        raise UsageError(f"{repo.url} holds no verified backup{what} to test-restore.")
+    newest = listing.backups[-1]
+    return newest.name, newest.info.database
 
 
 def fetch_for_restore_test(

@@ -113,10 +113,13 @@ def evaluate(
     *,
     database: str | None = None,
     repository: str = "",
+    ignored: list[str] | None = None,
 ) -> CheckResult:
-    """``backups``: (name, database, created_at UTC) of every non-safety backup listed.
+    """``backups``: (name, database, created_at UTC) of every verified non-safety backup.
     ``database``: check only that one (and CRITICAL when it has none); otherwise every
-    database the repository holds backups of (CRITICAL when it holds none at all)."""
+    database the repository holds backups of (CRITICAL when it holds none at all).
+    ``ignored``: names that look like backups but are not verified ones: they never count,
+    and the line names how many (and the newest) so that someone looks at them."""
     by_db: dict[str, list[tuple[str, dt.datetime]]] = {}
     for name, db, created in backups:
         if database is None or db == database:
@@ -124,6 +127,9 @@ def evaluate(
     if database is not None:
         by_db.setdefault(database, [])
     where = f" in {repository}" if repository else ""
+    if ignored:
+        where += (f" ({len(ignored)} file(s) that are not verified backups ignored, "
+                  f"e.g. {max(ignored)})")
     if not by_db:
         line = f"BACKUP CRITICAL - no backup{where} | age=U;;;0 count=0;;;0"
         return CheckResult(CRITICAL, line, [])

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from ..errors import RepositoryError
+
 # <database>-<YYYYmmddTHHMMSSZ>.mmops[.age]; safety backups carry a "safety-" prefix. The
 # database part may itself contain dashes, so the timestamp is matched from the right.
 _NAME_RE = re.compile(
@@ -25,6 +27,10 @@ _NAME_RE = re.compile(
     r"(?P<suffix>\.mmops(?:\.age)?)$"
 )
 BACKUP_SUFFIXES = (".mmops", ".mmops.age")
+
+
+class NameInUse(RepositoryError):
+    """A backup name that exists or that another run is writing right now."""
 
 
 @dataclass(frozen=True)
@@ -38,8 +44,11 @@ class BackupName:
 
 
 def parse_backup_name(name: str) -> BackupName | None:
-    """``markdown-20261124T101500Z.mmops`` → its database and UTC timestamp; None if not ours."""
-    m = _NAME_RE.match(name.rsplit("/", 1)[-1])
+    """``markdown-20261124T101500Z.mmops`` → its database and UTC timestamp; None if not ours
+    (also a nested name, ``old/markdown-….mmops``: that belongs to another repository)."""
+    if "/" in name:
+        return None
+    m = _NAME_RE.match(name)
     if m is None:
         return None
     stamp = m.group("stamp")
@@ -116,11 +125,13 @@ class Repository(Protocol):
         """Hold an exclusive lock (one writer/pruner at a time) for the ``with`` block."""
 
 
-def backups(repo: Repository, *, database: str | None = None,
-            safety: bool | None = None) -> list[tuple[Entry, BackupName]]:
-    """The repository's backups (optionally of one database), oldest first by their own time."""
+def backups(repo: Repository, *, database: str | None = None, safety: bool | None = None,
+            entries: list[Entry] | None = None) -> list[tuple[Entry, BackupName]]:
+    """The repository's objects *named* as backups (optionally of one database), oldest first
+    by their own time; ``entries``: a listing already made. What counts as a backup is
+    ``verified.list_backups``'s to say."""
     found: list[tuple[Entry, BackupName]] = []
-    for entry in repo.list():
+    for entry in repo.list() if entries is None else entries:
         info = entry.backup
         if info is None:
             continue

@@ -130,10 +130,14 @@ class GCSRepository:
                 )
 
     def list(self, prefix: str = "") -> list[Entry]:
+        """The objects directly under the repository's prefix whose names start with
+        ``prefix``; keys below it (another repository) or beside it are never listed."""
         full = self.key(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
         entries: list[Entry] = []
         with self._errors("list"):
-            for blob in self._client.list_blobs(self.bucket_name, prefix=full):
+            for blob in self._client.list_blobs(self.bucket_name, prefix=full, delimiter="/"):
+                if blob.name.endswith("/"):
+                    continue  # a directory marker, not an object of this repository
                 entries.append(
                     Entry(name=self._name(blob.name), size=int(blob.size or 0),
                           modified=blob.updated)

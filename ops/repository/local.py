@@ -21,9 +21,10 @@ from pathlib import Path
 
 from ..errors import RepositoryError
 from ..process import pid_alive
-from .base import Entry
+from .base import Entry, NameInUse
 
 _PARTIAL_RE = re.compile(r"^\..+\.partial-(?:(\d+)-)?[0-9a-f]+$")
+_RESERVED_RE = re.compile(r"^\..+\.reserved$")
 STALE_AFTER_S = 3600
 LOCK_FILE = ".lock"
 
@@ -169,6 +170,38 @@ class LocalRepository:
         finally:
             os.close(fd)
 
+    @contextlib.contextmanager
+    def reserve(self, name: str) -> Iterator[None]:
+        """Hold the backup name ``name`` for this run until the block ends: a hidden
+        ``.NAME.reserved`` file holding our pid, created only if absent. RepositoryError when
+        a file has that name or another live run holds it (two backups in the same second);
+        a killed run's reservation (its pid is gone) is taken over."""
+        self.ensure()
+        final = self.path_of(name)
+        marker = self.path / f".{name}.reserved"
+        for _attempt in range(2):
+            try:
+                fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                break
+            except FileExistsError:
+                if _holder_alive(marker):
+                    raise NameInUse(
+                        f"Another mmops run is writing {final} at this moment.") from None
+                marker.unlink(missing_ok=True)
+            except OSError as exc:
+                raise RepositoryError(
+                    f"Cannot create a file in {self.path}: {exc.strerror}.") from exc
+        else:
+            raise NameInUse(f"Another mmops run is writing {final} at this moment.")
+        try:
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            if final.exists():
+                raise NameInUse(f"{final} already exists; not overwriting it.")
+            yield
+        finally:
+            marker.unlink(missing_ok=True)
+
     def remove_stale_partials(self, *, now: float | None = None) -> typing.List[Path]:  # noqa: UP006 - `list` is a method here
         """Hidden partial files of killed runs: their pid is gone, or (no pid in the name, as
         the archive writer's) untouched for an hour. Returns what was removed."""
@@ -177,6 +210,9 @@ class LocalRepository:
         if not self.path.is_dir():
             return removed
         for entry in self.path.iterdir():
+            if _RESERVED_RE.match(entry.name) and not _holder_alive(entry):
+                entry.unlink(missing_ok=True)
+                continue
             m = _PARTIAL_RE.match(entry.name)
             if not m or not entry.is_file():
                 continue
@@ -191,3 +227,15 @@ class LocalRepository:
                 entry.unlink(missing_ok=True)
                 removed.append(entry)
         return removed
+
+
+def _holder_alive(marker: Path) -> bool:
+    """Whether the run whose pid ``marker`` holds is still running (an empty marker is one
+    being written right now)."""
+    try:
+        text = marker.read_text().strip()
+    except OSError:
+        return False
+    if not text:
+        return True
+    return not text.isdigit() or pid_alive(int(text))

@@ -165,14 +165,19 @@ class S3Repository:
             self._client.head_bucket(Bucket=self.bucket)
 
     def list(self, prefix: str = "") -> list[Entry]:
+        """The objects directly under the repository's prefix whose names start with
+        ``prefix``. One prefix is one repository: keys below it (``mm/old/x.mmops``, another
+        repository) and beside it (``mm-old/…``) are never listed."""
         full = self.key(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
         entries: list[Entry] = []
         with self._errors("list"):
             pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=full
+                Bucket=self.bucket, Prefix=full, Delimiter="/"
             )
             for page in pages:
                 for item in page.get("Contents", []):
+                    if str(item["Key"]).endswith("/"):
+                        continue  # a directory marker (SeaweedFS lists the prefix's own)
                     entries.append(
                         Entry(
                             name=self._name(item["Key"]),

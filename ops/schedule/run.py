@@ -103,12 +103,15 @@ async def with_stall(work: Callable[[ProgressCallback], Awaitable[T]], *, watch:
 
 
 async def backup_with_stall(url: DbUrl, staging: LocalRepository, request: BackupRequest, *,
-                            host: str, watch: _Watch, progress: ProgressCallback
-                            ) -> BackupOutcome:
+                            host: str, watch: _Watch, progress: ProgressCallback,
+                            unsent: LocalRepository | None = None) -> BackupOutcome:
+    """``staging`` is the run's private dir (removed after it); a backup whose upload failed
+    is kept in ``unsent``."""
     from ..steps.engine_side import backup_and_publish
 
     return await with_stall(
-        lambda p: backup_and_publish(url, staging, request, host=host, progress=p),
+        lambda p: backup_and_publish(url, staging, request, host=host, progress=p,
+                                     drop_local=False, unsent=unsent),
         watch=watch, progress=progress)
 
 
@@ -178,7 +181,8 @@ def run_scheduled_backup(
         try:
             outcome = aio.run(lambda: backup_with_stall(
                 url, LocalRepository(staging), backup_request(schedule, storage_env),
-                host=_host(schedule), watch=watch, progress=emit))
+                host=_host(schedule), watch=watch, progress=emit,
+                unsent=LocalRepository(ops_dir / "unsent")))
         except Stalled as exc:
             update_status(ops_dir, state="idle", finished=utcnow(), result="stalled",
                           message=exc.message, pid=None)
@@ -224,13 +228,14 @@ def notify_failure(ops_dir: Path, schedule: ScheduleRequest, targets: list[Targe
 
 def _fetch_latest(repo: Any, database: str, staging: Path) -> Path:
     """The newest backup of ``database`` in ``repo`` as a local file in ``staging``."""
-    from ..repository.base import backups, copy_to_file
+    from ..repository.base import copy_to_file
+    from ..repository.verified import list_backups
 
-    found = backups(repo, database=database, safety=False)
+    found = list_backups(repo, database=database, safety=False).backups
     if not found:
         raise OpsError(f"{repo.url} holds no backup of database {database!r} to test-restore; "
                        "the scheduled backup has not run yet (or failed).")
-    name = found[-1][0].name
+    name = found[-1].name
     if isinstance(repo, LocalRepository):
         return repo.path_of(name)
     return copy_to_file(repo.open(name), staging / name)

@@ -8,23 +8,32 @@ the row check and what a message says after an interruption are the same everywh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..archive import check_written
 from ..dburl import DbUrl
 from ..engine.backup import backup, default_backup_name, safe_database_name
 from ..engine.results import Progress, ProgressCallback, RestoreMode
-from ..errors import Interrupted, OpsError, RestoreFailed
+from ..errors import Interrupted, OpsError, RepositoryError, RestoreFailed
 from ..interop.detect import FileKind
 from ..policy.keep_newest import select_beyond_newest
 from ..policy.live import LiveStatus
 from ..policy.plan import row_mismatches
-from ..repository.base import backups
+from ..repository.base import NameInUse, Repository
 from ..repository.local import LocalRepository
+from ..repository.verified import list_backups
 from .results import BackupOutcome, BackupRequest, RestoreOutcome, RestoreRequest
+from .staging import private_staging
 from .status import read_live_status
+
+if TYPE_CHECKING:
+    from .publish import PublishOutcome
 
 SAFETY_PREFIX = "safety-"
 
@@ -80,6 +89,59 @@ async def backup_into(
     )
 
 
+@contextlib.contextmanager
+def reserved_name(
+    local: LocalRepository, database: str, *, name: str | None = None,
+    repo: Repository | None = None, suffix: str = "",
+) -> Iterator[str]:
+    """A backup name no other run uses, held until the block ends: ``NAME`` in ``local`` (and
+    ``NAME + suffix`` in ``repo``) neither exists nor is being written by another run. The
+    default name has seconds; when it is taken (two backups in the same second), the same
+    with microseconds; an explicit ``name`` that is taken stops at once (RepositoryError)."""
+    candidates = [name] if name else [default_backup_name(database),
+                                      default_backup_name(database, precise=True)]
+    refusal: NameInUse | None = None
+    for candidate in candidates:
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(local.reserve(candidate))
+                if repo is not None:
+                    stack.enter_context(_held_in(repo, candidate + suffix))
+            except NameInUse as exc:
+                refusal = exc
+                continue
+            yield candidate
+            return
+    assert refusal is not None
+    if name:
+        raise RepositoryError(f"{refusal.message} Nothing was backed up; choose another name.")
+    raise RepositoryError(
+        f"{refusal.message} Nothing was backed up: another backup of database {database!r} "
+        "started at the same moment; run this one again.")
+
+
+@contextlib.contextmanager
+def _held_in(repo: Repository, name: str) -> Iterator[None]:
+    """``name`` reserved in a repository other than the staging directory."""
+    if isinstance(repo, LocalRepository):
+        with repo.reserve(name):
+            yield
+        return
+    if any(e.name == name for e in repo.list(name)):
+        raise NameInUse(f"{repo.url}/{name} already exists; not overwriting it.")
+    marker = f"{name}.reserved"
+    hold = contextlib.ExitStack()
+    try:
+        hold.enter_context(repo.lock(marker))
+    except RepositoryError as exc:
+        if any(e.name == marker for e in repo.list(marker)):
+            raise NameInUse(f"Another mmops run is writing {repo.url}/{name} at this "
+                            "moment.") from exc
+        raise
+    with hold:
+        yield
+
+
 async def backup_and_publish(
     url: DbUrl,
     staging: LocalRepository,
@@ -89,56 +151,106 @@ async def backup_and_publish(
     progress: ProgressCallback | None = None,
     checksum: bool = False,
     drop_local: bool = True,
+    unsent: LocalRepository | None = None,
 ) -> BackupOutcome:
-    """backup → verify → publish → prune. Without ``request.publish`` the verified file in
-    ``staging`` is the result; with it, the file is streamed into the repository (encrypted
-    when asked), the retention rules applied, and — ``drop_local`` unless KEEP_LOCAL — the
-    plain local copy removed."""
-    outcome = await backup_into(url, staging, request, host=host, progress=progress,
-                                checksum=checksum)
+    """backup → verify → publish → prune.
+
+    Without ``request.publish`` the verified file in ``staging`` is the result. With it, the
+    file is streamed into the repository (encrypted when asked), the retention rules applied.
+    ``drop_local`` (the laptop: ``staging`` is BACKUP_DIR or ``-o DIR``): unless KEEP_LOCAL,
+    the plain file is written only in a private 0700 directory under ``$TMPDIR``, removed
+    however the run ends. Without it, ``staging`` is already a private directory its caller
+    removes (the agent's, the scheduled run's).
+
+    A verified backup whose upload failed is never thrown away: it stays in (or is moved to)
+    ``unsent`` — default ``staging`` when ``drop_local`` — encrypted when ENCRYPT_TO asks, and
+    the error says where."""
     pub = request.publish
+    database = safe_database_name(url.database)
     if pub is None:
-        return outcome
-    from dataclasses import replace
+        with reserved_name(staging, database, name=request.name) as name:
+            return await backup_into(url, staging, replace(request, name=name), host=host,
+                                     progress=progress, checksum=checksum)
+    from .publish import PublishOutcome, open_target, prune
 
-    from .publish import PublishOutcome, open_target, prune, publish
-
-    path = Path(outcome.path)
     repo = open_target(pub)
     here = getattr(repo, "path", None)
-    if not pub.encrypt_to and here is not None and Path(here).resolve() == path.parent.resolve():
-        published = PublishOutcome(repository=repo.url, name=path.name,
-                                   size_bytes=outcome.size_bytes, encrypted=False)
-    else:
-        try:
-            meta = {
-                "database": outcome.database, "created_at": outcome.created_at,
-                "server_version": outcome.server_version,
-                "alembic_revision": outcome.alembic_revision,
-                "kind": "tables" if request.tables or request.exclude_tables else "full",
-                "tables": len(outcome.tables), "rows": outcome.total_rows,
-            }
-            published = await asyncio.to_thread(publish, path, repo, encrypt_to=pub.encrypt_to,
-                                                progress=progress, meta=meta)
-        except BaseException:
-            if drop_local and not pub.keep_local:
-                path.unlink(missing_ok=True)  # no plain copy left behind by a failed upload
-            raise
-        if drop_local and not pub.keep_local:
+    in_place = (not pub.encrypt_to and here is not None
+                and Path(here).resolve() == staging.path.resolve())
+    keep_plain = in_place or pub.keep_local or not drop_local
+    keep_unsent = unsent if unsent is not None else (staging if drop_local else None)
+    suffix = ".age" if pub.encrypt_to else ""
+    with contextlib.ExitStack() as stack:
+        where = staging if keep_plain else LocalRepository(stack.enter_context(private_staging()))
+        name = stack.enter_context(reserved_name(
+            where, database, name=request.name, repo=None if in_place else repo,
+            suffix=suffix))
+        outcome = await backup_into(url, where, replace(request, name=name), host=host,
+                                    progress=progress, checksum=checksum)
+        path = Path(outcome.path)
+        if in_place:
+            published = PublishOutcome(repository=repo.url, name=path.name,
+                                       size_bytes=outcome.size_bytes, encrypted=False)
+        else:
+            lasting = keep_plain and drop_local  # BACKUP_DIR / -o DIR: the file stays there
+            published = await _publish_or_keep(outcome, request, repo, progress,
+                                                lasting=lasting, unsent=keep_unsent)
+        if not keep_plain:
             path.unlink(missing_ok=True)
             path = Path()
     if pub.keep:
-        deleted, locked = await asyncio.to_thread(prune, repo, safe_database_name(url.database),
-                                                  pub.keep)
-        published = replace(published, deleted=deleted, locked=locked)
+        deleted, locked, unverified = await asyncio.to_thread(prune, repo, database, pub.keep)
+        published = replace(published, deleted=deleted, locked=locked,
+                            unverified=[u.sentence() for u in unverified])
     return replace(outcome, path=str(path) if path != Path() else "", published=published)
 
 
+async def _publish_or_keep(
+    outcome: BackupOutcome, request: BackupRequest, repo: Repository,
+    progress: ProgressCallback | None, *, lasting: bool, unsent: LocalRepository | None,
+) -> PublishOutcome:
+    """Publish the verified file; when the upload fails, say where it stays (``lasting``: it
+    is already in BACKUP_DIR) or keep it in ``unsent`` (encrypted as the repository would
+    have held it) and say so."""
+    from .publish import publish
+
+    pub = request.publish
+    assert pub is not None
+    path = Path(outcome.path)
+    meta = {
+        "database": outcome.database, "created_at": outcome.created_at,
+        "server_version": outcome.server_version,
+        "alembic_revision": outcome.alembic_revision,
+        "kind": "tables" if request.tables or request.exclude_tables else "full",
+        "tables": len(outcome.tables), "rows": outcome.total_rows,
+    }
+    try:
+        return await asyncio.to_thread(publish, path, repo, encrypt_to=pub.encrypt_to,
+                                       progress=progress, meta=meta)
+    except OpsError as exc:
+        if not lasting and unsent is None:
+            raise
+        kept = path.resolve()
+        if not lasting and unsent is not None:
+            try:
+                kept_as = await asyncio.to_thread(publish, path, unsent.ensure(),
+                                                  encrypt_to=pub.encrypt_to, meta=meta)
+            except OpsError as again:
+                raise type(exc)(
+                    f"{exc.message} The verified backup could not be kept either "
+                    f"({again.message})", hint=exc.hint) from exc
+            kept = unsent.path_of(kept_as.name).resolve()
+        raise type(exc)(
+            f"{exc.message} The verified backup is kept at {kept}; store it in {repo.url} "
+            "when the repository works again.", hint=exc.hint) from exc
+
+
 def prune_safety(repo: LocalRepository, database: str, keep: int) -> list[str]:
-    """Keep the newest ``keep`` safety backups of ``database`` (by their own timestamps);
-    other databases' safety backups in the same directory are never touched."""
-    items = [(e.name, info.database, info.created_at)
-             for e, info in backups(repo, safety=True) if info.database == database]
+    """Keep the newest ``keep`` verified safety backups of ``database`` (by their own
+    timestamps); other databases' safety backups, and files that only look like safety
+    backups, are never touched."""
+    items = [(b.name, b.info.database, b.info.created_at)
+             for b in list_backups(repo, database=database, safety=True).backups]
     doomed = select_beyond_newest(items, keep)
     for name in doomed:
         repo.delete(name)

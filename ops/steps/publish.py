@@ -14,7 +14,8 @@ from typing import Any
 from ..engine.results import Progress, ProgressCallback
 from ..errors import RepositoryError
 from ..repository import open_repository
-from ..repository.base import Repository, backups
+from ..repository.base import Repository
+from ..repository.verified import Unverified, list_backups, meta_name
 
 # Storage settings a laptop may hand to the agent (over the SSH channel's stdin, never argv).
 STORAGE_ENV = (
@@ -61,6 +62,8 @@ class PublishOutcome:
     encrypted: bool
     deleted: list[str] = field(default_factory=list)  # pruned by the retention rules
     locked: list[str] = field(default_factory=list)  # a prune could not delete (Object Lock)
+    # files named like this database's backups that are not verified ones: left alone, reported
+    unverified: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,18 +101,11 @@ def open_target(request: PublishRequest, *, environ: Mapping[str, str] | None = 
     return open_repository(request.repo, environ=storage_environ(request, environ), **options)
 
 
-META_SUFFIX = ".meta.json"
-
-
-def meta_name(backup_name: str) -> str:
-    """The small clear-text object stored next to each backup for listing and retention."""
-    return backup_name + META_SUFFIX
-
-
 def write_meta(repo: Repository, backup_name: str, meta: dict[str, Any]) -> None:
     """What ``repo list`` shows without downloading or decrypting the backup: database, time,
     size, kind, alembic revision, encrypted, counts. No table names (they may be sensitive) and
-    never a URL or secret."""
+    never a URL or secret. It is also what makes the object count as a backup
+    (``repository.verified``)."""
     import json
 
     sink: Any = repo.create(meta_name(backup_name))
@@ -119,58 +115,6 @@ def write_meta(repo: Repository, backup_name: str, meta: dict[str, Any]) -> None
     except BaseException:
         sink.abort()
         raise
-
-
-def read_meta(repo: Repository, backup_name: str) -> dict[str, Any] | None:
-    import json
-
-    from ..repository.base import iter_read
-
-    try:
-        source = repo.open(meta_name(backup_name))
-    except RepositoryError:
-        return None
-    try:
-        data = json.loads(b"".join(iter_read(source)))
-    except ValueError:
-        return None
-    finally:
-        source.close()
-    return data if isinstance(data, dict) else None
-
-
-@dataclass(frozen=True)
-class BackupFacts:
-    """What a listing shows of one backup beyond its name and size."""
-
-    kind: str  # full | tables | damaged | ? (unknown without the backup itself)
-    alembic_revision: str | None
-    readable: bool
-
-
-def describe_stored(repo: Repository, backup_name: str) -> BackupFacts | None:
-    """A stored backup's facts from its clear-text sidecar, or (a plain local file without one)
-    its manifest's O(1) read; never by downloading or decrypting it. None when nothing is known
-    yet (an object-store backup whose sidecar is missing). The CLI's `repo list` and the web
-    page's list both read backups through this."""
-    from ..repository.local import LocalRepository
-
-    meta = read_meta(repo, backup_name)
-    if meta is not None:
-        revision = meta.get("alembic_revision")
-        return BackupFacts(str(meta.get("kind") or "?"),
-                           revision if isinstance(revision, str) else None, True)
-    if isinstance(repo, LocalRepository) and not backup_name.endswith(".age"):
-        from ..archive import read_manifest
-        from ..errors import OpsError
-
-        try:
-            manifest = read_manifest(repo.path_of(backup_name))
-        except OpsError:
-            return BackupFacts("damaged", None, False)
-        return BackupFacts("tables" if manifest.get("partial") else "full",
-                           manifest.get("alembic_revision"), True)
-    return None
 
 
 def publish(
@@ -206,9 +150,11 @@ def publish(
                           encrypted=bool(encrypt_to))
 
 
-def prune(repo: Repository, database_name: str, keep: str) -> tuple[list[str], list[str]]:
-    """Apply ``keep`` to ``database_name``'s backups in ``repo`` (never its newest, never
-    another database's, never safety backups); returns (deleted, could not delete)."""
+def prune(repo: Repository, database_name: str, keep: str
+          ) -> tuple[list[str], list[str], list[Unverified]]:
+    """Apply ``keep`` to ``database_name``'s verified backups in ``repo`` (never its newest,
+    never another database's, never safety backups, never a file that is not a verified
+    backup); returns (deleted, could not delete, left alone as not verified)."""
     from ..policy.keep_spec import parse_keep
     from ..policy.retention import plan_retention
 
@@ -216,8 +162,8 @@ def prune(repo: Repository, database_name: str, keep: str) -> tuple[list[str], l
     deleted: list[str] = []
     locked: list[str] = []
     with repo.lock():
-        found = backups(repo, database=database_name, safety=False)
-        plan = plan_retention([(e.name, info.created_at) for e, info in found], **rules)
+        listing = list_backups(repo, database=database_name, safety=False)
+        plan = plan_retention([(b.name, b.info.created_at) for b in listing.backups], **rules)
         for name, _ts in plan.delete:
             try:
                 repo.delete(name)
@@ -226,4 +172,4 @@ def prune(repo: Repository, database_name: str, keep: str) -> tuple[list[str], l
                 locked.append(exc.message)
                 continue
             repo.delete(meta_name(name))
-    return deleted, locked
+    return deleted, locked, listing.unverified

@@ -10,20 +10,19 @@ published from there by the CLI's own ``backup_and_publish``; safety backups sta
 from __future__ import annotations
 
 import datetime as dt
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..repository import check_repository_spec
-from ..repository.base import Entry, ReadAt, Repository, backups, parse_backup_name
+from ..repository.base import ReadAt, Repository, parse_backup_name
 from ..repository.local import LocalRepository
-from ..steps.publish import PublishRequest, describe_stored, open_target
+from ..repository.verified import StoredBackup, Unverified, Verdict, list_backups
+from ..steps.publish import PublishRequest, open_target
 from .errors import NoSuchBackup
 from .settings import WebSettings
 from .workspace import Workspace
 
 PLACES = ("backups", "safety")
-META_READERS = 8  # sidecars fetched at once from an object store (each is one small GET)
 
 
 def publish_request(settings: WebSettings, staging: LocalRepository) -> PublishRequest | None:
@@ -72,40 +71,28 @@ class BackupRow:
 class BackupCatalog:
     """Lists the backups with what their sidecars (``NAME.meta.json``, written by the publish
     step) or — for a plain local file without one — their manifests say: no backup is ever
-    downloaded or decrypted to be listed. What was read is remembered (names never repeat)."""
+    downloaded or decrypted to be listed. Only verified backups (``repository.verified``) are
+    listed as readable; a file that merely has a backup's name is listed as unreadable. What
+    was read is remembered (names never repeat)."""
 
     def __init__(self, repo: Repository, staging: LocalRepository) -> None:
         self.repos: dict[str, Repository] = {"backups": repo,
                                              "safety": safety_repository(staging)}
-        self._known: dict[tuple[str, str, int], tuple[str | None, bool]] = {}
+        self._known: dict[str, dict[tuple[str, int, int], Verdict]] = {p: {} for p in PLACES}
 
     @property
     def url(self) -> str:
         return self.repos["backups"].url
 
     def rows(self, place: str) -> list[BackupRow]:
-        repo = self.repos[place]
-        found = backups(repo, safety=(place == "safety"))
-        todo = [entry for entry, _info in found
-                if (place, entry.name, entry.size) not in self._known]
-        if todo:
-            with ThreadPoolExecutor(min(META_READERS, len(todo))) as pool:
-                described = pool.map(lambda e: self._describe(repo, e), todo)
-                for entry, fields in zip(todo, described, strict=True):
-                    if fields is not None:
-                        self._known[(place, entry.name, entry.size)] = fields
-        rows = []
-        for entry, info in reversed(found):
-            revision, readable = self._known.get((place, entry.name, entry.size), (None, True))
-            rows.append(BackupRow(entry.name, place, info.database, info.created_at,
-                                  entry.size, revision, info.encrypted, readable))
-        return rows
-
-    @staticmethod
-    def _describe(repo: Repository, entry: Entry) -> tuple[str | None, bool] | None:
-        """(alembic revision, readable), or None when nothing lasting is known yet."""
-        facts = describe_stored(repo, entry.name)
-        return None if facts is None else (facts.alembic_revision, facts.readable)
+        listing = list_backups(self.repos[place], safety=(place == "safety"),
+                               known=self._known[place])
+        items: list[StoredBackup | Unverified] = [*listing.backups, *listing.unverified]
+        items.sort(key=lambda i: (i.info.created_at, i.name), reverse=True)
+        return [BackupRow(i.name, place, i.info.database, i.info.created_at, i.entry.size,
+                          i.alembic_revision if isinstance(i, StoredBackup) else None,
+                          i.info.encrypted, isinstance(i, StoredBackup))
+                for i in items]
 
     def check(self, place: str, name: str) -> Repository:
         """The repository holding the listed backup ``name``; NoSuchBackup otherwise."""

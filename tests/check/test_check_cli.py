@@ -20,6 +20,28 @@ def _name(db: str, hours_ago: float, suffix: str = ".mmops") -> str:
     return f"{db}-{now - dt.timedelta(hours=hours_ago):%Y%m%dT%H%M%SZ}{suffix}"
 
 
+def _sidecar(name: str, size: int) -> bytes:
+    """The clear-text sidecar the publish step stores beside a backup: what makes a file named
+    like a backup count as one (a bare file with the name does not)."""
+    from ops.repository import parse_backup_name
+
+    info = parse_backup_name(name)
+    assert info is not None
+    return json.dumps({"database": info.database, "size": size, "encrypted": info.encrypted,
+                       "created_at": info.created_at.isoformat()}).encode()
+
+
+def _put(directory: Path, name: str, body: bytes = b"x") -> None:
+    (directory / name).write_bytes(body)
+    (directory / f"{name}.meta.json").write_bytes(_sidecar(name, len(body)))
+
+
+def _s3_put(client, bucket: str, key: str, body: bytes = b"x") -> None:
+    client.put_object(Bucket=bucket, Key=key, Body=body)
+    client.put_object(Bucket=bucket, Key=f"{key}.meta.json",
+                      Body=_sidecar(key.rsplit("/", 1)[-1], len(body)))
+
+
 def _clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AWS_", "REPO", "MMOPS_REPO", "STORAGE_EMULATOR_HOST"))}
@@ -35,9 +57,9 @@ def check(*args: str, env: dict[str, str] | None = None):
 
 def test_a_directory_with_a_fresh_backup_is_ok(tmp_path: Path) -> None:
     newest = _name("app", 2)
-    for name in (newest, _name("app", 30, ".mmops.age"), "safety-" + _name("app", 0.1),
-                 "notes.txt"):
-        (tmp_path / name).write_bytes(b"x")
+    for name in (newest, _name("app", 30, ".mmops.age"), "safety-" + _name("app", 0.1)):
+        _put(tmp_path, name)
+    (tmp_path / "notes.txt").write_bytes(b"x")
     res = check("--repo", str(tmp_path), "--max-age", "26h")
     assert res.returncode == 0
     lines = res.stdout.splitlines()
@@ -46,7 +68,7 @@ def test_a_directory_with_a_fresh_backup_is_ok(tmp_path: Path) -> None:
 
 
 def test_a_directory_with_only_a_stale_backup_is_critical(tmp_path: Path) -> None:
-    (tmp_path / _name("app", 30)).write_bytes(b"x")
+    _put(tmp_path, _name("app", 30))
     assert check("--repo", str(tmp_path), "--max-age", "26h").returncode == 2
     assert check("--repo", str(tmp_path), "--max-age", "2d").returncode == 0
     res = check("--repo", str(tmp_path), "--max-age", "2d", "--warn-age", "1d")
@@ -61,8 +83,8 @@ def test_an_empty_directory_is_critical_and_a_missing_one_unknown(tmp_path: Path
 
 
 def test_the_database_option_and_json(tmp_path: Path) -> None:
-    (tmp_path / _name("app", 1)).write_bytes(b"x")
-    (tmp_path / _name("other-db", 50)).write_bytes(b"x")
+    _put(tmp_path, _name("app", 1))
+    _put(tmp_path, _name("other-db", 50))
     assert check("--repo", str(tmp_path)).returncode == 2  # other-db is stale
     res = check("--repo", str(tmp_path), "--database", "app", "--json")
     assert res.returncode == 0
@@ -83,9 +105,9 @@ def test_s3_fresh_stale_empty_and_unreachable(seaweed, s3_bucket) -> None:
     res = check("--repo", repo, env=env)
     assert res.returncode == 2 and "no backup" in res.stdout  # empty
     client = seaweed.client()
-    client.put_object(Bucket=s3_bucket, Key=f"check/{_name('app', 40)}", Body=b"x")
+    _s3_put(client, s3_bucket, f"check/{_name('app', 40)}")
     assert check("--repo", repo, env=env).returncode == 2  # stale
-    client.put_object(Bucket=s3_bucket, Key=f"check/{_name('app', 1, '.mmops.age')}", Body=b"x")
+    _s3_put(client, s3_bucket, f"check/{_name('app', 1, '.mmops.age')}")
     res = check("--repo", repo, env=env)
     assert res.returncode == 0 and "2 backup(s)" in res.stdout  # fresh
     bad = dict(env, AWS_SECRET_ACCESS_KEY="wrong-secret")

@@ -102,3 +102,13 @@ def test_bad_durations_are_refused(text: str) -> None:
 def test_human_age() -> None:
     assert [human_age(s) for s in (59, 61, 3600, 93600, -5)] == [
         "0m59s", "1m01s", "1h00m", "1d2h", "0m00s"]
+
+
+def test_files_that_are_not_verified_backups_are_named_but_change_nothing() -> None:
+    junk = ["app-20991231T235959Z.mmops", "app-20991231T235958Z.mmops"]
+    plain = evaluate([backup("app", 2)], NOW, TH, repository="R")
+    result = evaluate([backup("app", 2)], NOW, TH, repository="R", ignored=junk)
+    assert result.status == plain.status == OK
+    assert "app-20991231T235959Z.mmops" in result.line and "in R (2 file(s)" in result.line
+    assert result.line.split(" | ")[1] == plain.line.split(" | ")[1]
+    assert evaluate([], NOW, TH, ignored=junk).status == CRITICAL  # junk is no backup

@@ -62,11 +62,11 @@ def test_encrypted_backup_goes_to_s3_and_restores_latest_from_there(
     env = seaweed.environ()
     repo = f"s3://{s3_bucket}/prod"
     out = tmp_path / "backups"
-    res = run("backup", "-o", str(out), "--repo", repo, "--encrypt-to", recipient,
-              url=app, env=env)
+    out.mkdir()
+    res = run("backup", "--repo", repo, "--encrypt-to", recipient, url=app, env=env, cwd=out)
     assert res.returncode == 0, res.stderr
     assert f"stored {repo}/{app.database}-" in res.stderr and "age-encrypted" in res.stderr
-    assert not list(out.glob("*.mmops"))  # no plain copy left on the laptop (no KEEP_LOCAL)
+    assert not list(out.iterdir())  # no plain copy left on the laptop (no KEEP_LOCAL, no -o)
     stored = _list(env, repo)
     assert [b["encrypted"] for b in stored] == [True] and stored[0]["database"] == app.database
     assert seaweed.environ()["AWS_SECRET_ACCESS_KEY"] not in res.stdout + res.stderr
@@ -116,9 +116,17 @@ def test_keep_prunes_by_the_backups_own_time_and_never_the_newest(
     res = run("backup", "-o", str(source), url=app)
     assert res.returncode == 0, res.stderr
     body = next(source.glob("*.mmops")).read_bytes()
+
+    def seed(database: str, day: str) -> None:  # a stored backup with its sidecar
+        key = f"{database}-{day}T020000Z.mmops"
+        client.put_object(Bucket=s3_bucket, Key=key, Body=body)
+        meta = {"database": database, "created_at": f"{day[:4]}-{day[4:6]}-{day[6:]}T02:00:00Z",
+                "size": len(body), "encrypted": False}
+        client.put_object(Bucket=s3_bucket, Key=f"{key}.meta.json", Body=json.dumps(meta))
+
     for day in ("20260101", "20260102", "20260103"):
-        client.put_object(Bucket=s3_bucket, Key=f"{app.database}-{day}T020000Z.mmops", Body=body)
-    client.put_object(Bucket=s3_bucket, Key="other-20250101T020000Z.mmops", Body=body)
+        seed(app.database, day)
+    seed("other", "20250101")
     res = run("backup", "-o", str(tmp_path / "b"), "--repo", repo, "--keep", "daily=2",
               url=app, env=env)
     assert res.returncode == 0, res.stderr

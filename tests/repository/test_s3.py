@@ -110,12 +110,11 @@ def test_list_with_prefix_gives_names_relative_to_the_repository(
         upload(repo, name, name.encode())
     upload(other, "db-20260103T000000Z.mmops", b"x")
 
+    # one prefix is one repository: keys below it (meta/x.json) belong to another
     assert sorted(e.name for e in repo.list()) == [
         "db-20260101T000000Z.mmops",
         "db-20260102T000000Z.mmops",
-        "meta/x.json",
     ]
-    assert [(e.name, e.size) for e in repo.list("meta/")] == [("meta/x.json", 11)]
     assert [e.name for e in repo.list("db-20260102")] == ["db-20260102T000000Z.mmops"]
     assert all(e.modified is not None for e in repo.list())
 
