@@ -1,0 +1,132 @@
+"""Hostile backup files, built from the format's own primitives: a manifest that says anything
+(with a valid crc), and decompression bombs (small files whose frames expand enormously)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from ops.archive import ArchiveReader, ArchiveWriter
+from ops.archive.format import (
+    REC_BEGIN,
+    REC_CHUNK,
+    REC_END,
+    REC_HEADER,
+    REC_MANIFEST,
+    RECORD_HEADER_SIZE,
+    dump_json,
+    pack_fixed_header,
+    pack_record_header,
+    pack_trailer,
+)
+
+ROWS = b"1\talpha\n2\tbeta\n" * 500
+TABLE = {"schema": "public", "name": "notes", "member": "data/00000", "rows": 1000,
+         "raw_bytes": len(ROWS), "stored_bytes": 100, "columns": ["id", "body"]}
+
+
+def engine_like_archive(path: Path) -> Path:
+    """A small backup whose manifest has the engine's keys (tables, schemas, ...)."""
+    with ArchiveWriter(path, chunk_size=4096) as writer:
+        writer.add_member("schema.json", "schema", b"{}")
+        writer.add_member("data/00000", "table-data", ROWS)
+        return writer.commit({
+            "tool": "markdown-manager-ops", "database": "db", "server_version": "15.4",
+            "timezone": "UTC", "alembic_revision": "abc123", "schemas": ["public"],
+            "tables": [TABLE], "partial": False, "sequences": 0,
+        })
+
+
+def manifest_of(path: Path) -> dict[str, Any]:
+    with ArchiveReader(path) as reader:
+        return json.loads(json.dumps(reader.manifest))
+
+
+def replace_manifest(path: Path, body: bytes) -> Path:
+    """Put ``body`` in place of the manifest record, with a trailer whose crc matches it."""
+    with ArchiveReader(path) as reader:
+        data_end = reader.data_end
+    with open(path, "r+b") as f:
+        f.truncate(data_end)
+        f.seek(data_end)
+        f.write(pack_record_header(REC_MANIFEST, 0, len(body)) + body)
+        f.write(pack_trailer(data_end + RECORD_HEADER_SIZE, body))
+    return path
+
+
+def edit_manifest(path: Path, edit: Callable[[dict[str, Any]], Any]) -> Path:
+    """Rewrite the manifest as ``edit(manifest)`` returns it (a dict, or bytes as they are)."""
+    body = edit(manifest_of(path))
+    return replace_manifest(path, body if isinstance(body, bytes) else json.dumps(body).encode())
+
+
+def zero_frame(raw_size: int, *, level: int = 3) -> bytes:
+    """One zstd frame of ``raw_size`` zero bytes (content size and checksum), made in 1 MiB
+    steps: a few KiB that expand to ``raw_size``."""
+    cobj = zstandard.ZstdCompressor(level=level, write_checksum=True,
+                                    write_content_size=True).compressobj(size=raw_size)
+    parts = []
+    block = bytes(1 << 20)
+    left = raw_size
+    while left:
+        parts.append(cobj.compress(block[: min(left, len(block))]))
+        left -= min(left, len(block))
+    parts.append(cobj.flush())
+    return b"".join(parts)
+
+
+def zeros_sha256(size: int) -> str:
+    sha = hashlib.sha256()
+    block = bytes(1 << 20)
+    while size:
+        sha.update(block[: min(size, len(block))])
+        size -= min(size, len(block))
+    return sha.hexdigest()
+
+
+def craft(path: Path, frames: list[bytes], *, chunk_size: int, raw_size: int,
+          sha256: str | None = None, header: dict[str, Any] | None = None) -> Path:
+    """A structurally valid file with one member ``data/00000`` made of ``frames`` as they are
+    (whatever they claim), its manifest listing ``raw_size`` bytes."""
+    sha = sha256 or "0" * 64
+    out = bytearray(pack_fixed_header())
+    head = header or {"format": "markdown-manager-ops", "format_version": 1,
+                      "tool_version": "0", "created_at": "2026-12-01T00:00:00Z",
+                      "compression": "zstd", "chunk_size": chunk_size}
+    body = dump_json(head)
+    out += pack_record_header(REC_HEADER, 0, len(body)) + body
+    body = dump_json({"name": "data/00000", "kind": "table-data"})
+    out += pack_record_header(REC_BEGIN, 1, len(body)) + body
+    chunks = []
+    for frame in frames:
+        out += pack_record_header(REC_CHUNK, 1, len(frame))
+        chunks.append([len(out), len(frame)])
+        out += frame
+    body = dump_json({"raw_size": raw_size, "sha256": sha, "chunk_count": len(frames)})
+    out += pack_record_header(REC_END, 1, len(body)) + body
+    manifest = dump_json({
+        "format": "markdown-manager-ops", "format_version": 1, "compression": "zstd",
+        "tool_version": "0", "created_at": "2026-12-01T00:00:00Z", "database": "db",
+        "tables": [{**TABLE, "raw_bytes": raw_size}],
+        "members": [{"name": "data/00000", "kind": "table-data", "raw_size": raw_size,
+                     "stored_size": sum(len(f) for f in frames), "sha256": sha,
+                     "chunk_count": len(frames), "chunks": chunks}],
+    })
+    offset = len(out) + RECORD_HEADER_SIZE
+    out += pack_record_header(REC_MANIFEST, 0, len(manifest)) + manifest
+    out += pack_trailer(offset, manifest)
+    path.write_bytes(bytes(out))
+    return path
+
+
+def bomb(path: Path, *, frames: int, frame_raw: int) -> Path:
+    """``frames`` chunks of ``frame_raw`` zero bytes each, the file's chunk size as large, and
+    a manifest that agrees (sizes and sha256): a consistent bomb."""
+    total = frames * frame_raw
+    return craft(path, [zero_frame(frame_raw)] * frames, chunk_size=frame_raw, raw_size=total,
+                 sha256=zeros_sha256(total))
