@@ -226,7 +226,8 @@ def iter_frame(
                 # One byte beyond the declared size at most: enough to tell that it lied.
                 piece = stream.read(min(PIECE, size - done + 1))
             except zstandard.ZstdError as exc:
-                raise CorruptChunk(f"does not decompress ({exc})") from exc
+                why = str(exc).removeprefix("zstd decompress error: ")
+                raise CorruptChunk(f"does not decompress ({why})") from exc
             if not piece:
                 break
             done += len(piece)

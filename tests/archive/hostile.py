@@ -130,3 +130,29 @@ def bomb(path: Path, *, frames: int, frame_raw: int) -> Path:
     total = frames * frame_raw
     return craft(path, [zero_frame(frame_raw)] * frames, chunk_size=frame_raw, raw_size=total,
                  sha256=zeros_sha256(total))
+
+
+def frame_header_fields(frame: bytes) -> tuple[int, int | None, int, int]:
+    """(descriptor, offset of the window descriptor or None, offset and size of the content
+    size field) of a zstd frame header (RFC 8878, 3.1.1.1)."""
+    fhd = frame[4]
+    single_segment = bool(fhd & 0x20)
+    window_at = None if single_segment else 5
+    pos = 5 if single_segment else 6
+    pos += (0, 1, 2, 4)[fhd & 0x03]  # dictionary id
+    fcs_size = (1 if single_segment else 0, 2, 4, 8)[fhd >> 6]
+    return fhd, window_at, pos, fcs_size
+
+
+def with_declared_size(frame: bytes, size: int) -> bytes:
+    """``frame`` whose header declares ``size`` raw bytes (the field keeps its width)."""
+    _fhd, _window, at, width = frame_header_fields(frame)
+    value = size - 256 if width == 2 else size
+    return frame[:at] + value.to_bytes(width, "little") + frame[at + width:]
+
+
+def with_window_log(frame: bytes, window_log: int) -> bytes:
+    """``frame`` (not single-segment) whose header asks for a 2**window_log window."""
+    _fhd, at, _fcs, _width = frame_header_fields(frame)
+    assert at is not None, "a single-segment frame has no window descriptor"
+    return frame[:at] + bytes([(window_log - 10) << 3]) + frame[at + 1:]
