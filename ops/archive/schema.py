@@ -138,6 +138,10 @@ class Manifest(msgspec.Struct, frozen=True):
     sequences: Count | None = None
 
 
+# Built once: msgspec's module-level decode() would hash the nested JSON type on every call.
+_PLAIN = msgspec.json.Decoder(JsonObject)
+
+
 class SchemaError(ValueError):
     """A JSON document is not what its schema declares; ``str()`` is one short clause."""
 
@@ -154,12 +158,14 @@ def decode(data: bytes, schema: type[T], *, max_bytes: int) -> tuple[T, dict[str
     if len(data) > max_bytes:
         raise SchemaError(f"it is {len(data)} bytes long, more than the {max_bytes} allowed")
     try:
-        plain = msgspec.json.decode(data, type=JsonObject)
+        plain = _PLAIN.decode(data)
         typed = msgspec.convert(plain, schema)
     except msgspec.ValidationError as exc:
         raise SchemaError(_clause(exc)) from exc
     except msgspec.DecodeError as exc:
         raise SchemaError(f"it is not valid JSON ({_clause(exc)})") from exc
+    except UnicodeDecodeError as exc:  # msgspec's, for bytes inside a string
+        raise SchemaError("it is not valid UTF-8") from exc
     return typed, plain
 
 
