@@ -122,21 +122,21 @@ def write_meta(repo: Repository, backup_name: str, meta: dict[str, Any]) -> None
 
 
 def read_meta(repo: Repository, backup_name: str) -> dict[str, Any] | None:
-    import json
-
+    """The backup's sidecar once it passed its schema (ops.repository.documents); None when
+    it is missing, larger than a sidecar can be, or not what a sidecar is."""
     from ..repository.base import iter_read
+    from ..repository.documents import MAX_DOCUMENT, parse_sidecar
 
     try:
         source = repo.open(meta_name(backup_name))
     except RepositoryError:
         return None
     try:
-        data = json.loads(b"".join(iter_read(source)))
-    except ValueError:
-        return None
+        if source.size > MAX_DOCUMENT:
+            return None
+        return parse_sidecar(b"".join(iter_read(source)))
     finally:
         source.close()
-    return data if isinstance(data, dict) else None
 
 
 @dataclass(frozen=True)
