@@ -161,6 +161,9 @@ def decode(data: bytes, schema: type[T], *, max_bytes: int) -> tuple[T, dict[str
         plain = _PLAIN.decode(data)
         typed = msgspec.convert(plain, schema)
     except msgspec.ValidationError as exc:
+        if "got `array` - at `$[" in str(exc) or "got `object` - at `$[" in str(exc):
+            # Only depth fails the plain type below the top (any JSON value is one otherwise).
+            raise SchemaError(f"it nests deeper than {MAX_DEPTH} levels") from exc
         raise SchemaError(_clause(exc)) from exc
     except msgspec.DecodeError as exc:
         raise SchemaError(f"it is not valid JSON ({_clause(exc)})") from exc
