@@ -73,15 +73,20 @@ def parse_manifest(data: bytes) -> ParsedManifest:
         if member.name in names:
             raise SchemaError(f"member {member.name!r} is listed twice")
         names.add(member.name)
+    by_name = {member.name: member for member in members}
     tables: set[tuple[str, str]] = set()
     for table in typed.tables:
         key = (table.schema, table.name)
         if key in tables:
             raise SchemaError(f"table {key!r} is listed twice")
         tables.add(key)
-        if table.member not in names:
+        holder = by_name.get(table.member)
+        if holder is None:
             raise SchemaError(f"table {key!r} names the member {table.member!r}, which is not "
                               "listed")
+        if (table.raw_bytes, table.stored_bytes) != (holder.raw_size, holder.stored_size):
+            raise SchemaError(f"table {key!r} lists other sizes than its member "
+                              f"{table.member!r}")
     return ParsedManifest(plain, typed, members)
 
 

@@ -19,6 +19,7 @@ from ops.archive.format import (
     REC_HEADER,
     REC_MANIFEST,
     RECORD_HEADER_SIZE,
+    compress_chunk,
     dump_json,
     pack_fixed_header,
     pack_record_header,
@@ -26,13 +27,17 @@ from ops.archive.format import (
 )
 
 ROWS = b"1\talpha\n2\tbeta\n" * 500
+CHUNK = 4096
 TABLE = {"schema": "public", "name": "notes", "member": "data/00000", "rows": 1000,
-         "raw_bytes": len(ROWS), "stored_bytes": 100, "columns": ["id", "body"]}
+         "raw_bytes": len(ROWS), "columns": ["id", "body"],
+         # what the writer stores: one level-3 frame per CHUNK bytes
+         "stored_bytes": sum(len(compress_chunk(ROWS[i:i + CHUNK], 3))
+                             for i in range(0, len(ROWS), CHUNK))}
 
 
 def engine_like_archive(path: Path) -> Path:
     """A small backup whose manifest has the engine's keys (tables, schemas, ...)."""
-    with ArchiveWriter(path, chunk_size=4096) as writer:
+    with ArchiveWriter(path, chunk_size=CHUNK) as writer:
         writer.add_member("schema.json", "schema", b"{}")
         writer.add_member("data/00000", "table-data", ROWS)
         return writer.commit({
@@ -112,7 +117,8 @@ def craft(path: Path, frames: list[bytes], *, chunk_size: int, raw_size: int,
     manifest = dump_json({
         "format": "markdown-manager-ops", "format_version": 1, "compression": "zstd",
         "tool_version": "0", "created_at": "2026-12-01T00:00:00Z", "database": "db",
-        "tables": [{**TABLE, "raw_bytes": raw_size}],
+        "tables": [{**TABLE, "raw_bytes": raw_size,
+                    "stored_bytes": sum(len(f) for f in frames)}],
         "members": [{"name": "data/00000", "kind": "table-data", "raw_size": raw_size,
                      "stored_size": sum(len(f) for f in frames), "sha256": sha,
                      "chunk_count": len(frames), "chunks": chunks}],

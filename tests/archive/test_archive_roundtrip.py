@@ -18,12 +18,17 @@ from ops.archive import (
     read_manifest,
     verify_archive,
 )
+from ops.archive.format import compress_chunk
 from ops.archive.schema import MemberEntry
 from ops.errors import ArchiveError
+from tests.archive.conftest import SAMPLE
 
 CHUNK = 64 << 10
+_NOTES = SAMPLE["data/public.notes"][1]
 NOTES_TABLE = {"schema": "public", "name": "notes", "member": "data/public.notes", "rows": 3,
-               "raw_bytes": 10, "stored_bytes": 5, "columns": ["id"]}
+               "raw_bytes": len(_NOTES), "columns": ["id"],
+               "stored_bytes": sum(len(compress_chunk(_NOTES[i:i + CHUNK], 3))
+                                   for i in range(0, len(_NOTES), CHUNK))}
 
 
 def test_round_trip_of_several_members_including_an_empty_one(make_archive, sample):

@@ -63,6 +63,8 @@ HOSTILE = {
     "a column is a number": lambda m: _table(m, columns=["id", 5]),
     "1601 columns": lambda m: _table(m, columns=[f"c{i}" for i in range(1601)]),
     "a table's member is not listed": lambda m: _table(m, member="data/99999"),
+    "a table's sizes disagree with its member": lambda m: _table(m, raw_bytes=1),
+    "a table's data is the schema member": lambda m: _table(m, member="schema.json"),
     "a table is listed twice": lambda m: {**m, "tables": m["tables"] * 2},
     "a table entry is a list": lambda m: {**m, "tables": [["public", "notes"]]},
     "members is an object": lambda m: {**m, "members": {"a": 1}},
