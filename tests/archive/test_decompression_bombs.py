@@ -122,6 +122,10 @@ def _frames_case(name: str) -> tuple[list[bytes], int, int]:
         "frame without a checksum": ([zstandard.ZstdCompressor(
             write_checksum=False, write_content_size=True).compress(bytes(1000))], MiB, 1000),
         "not a zstd frame": ([b"\x00" * 100], MiB, 100),
+        # all its data, but not its checksum (the record's length agrees)
+        "frame cut before its checksum": ([one[:-4]], MiB, MiB),
+        # a second frame after the first, inside the same record
+        "two frames in one chunk": ([one + one], 2 * MiB, 2 * MiB),
     }
     return cases[name]
 
@@ -129,7 +133,8 @@ def _frames_case(name: str) -> tuple[list[bytes], int, int]:
 CONTRADICTIONS = ["frame above the chunk size", "frames above the manifest's size",
                   "frame holds more than it declares", "frame holds less than it declares",
                   "frame asks for a 1 GiB window", "frame without a content size",
-                  "frame without a checksum", "not a zstd frame"]
+                  "frame without a checksum", "not a zstd frame",
+                  "frame cut before its checksum", "two frames in one chunk"]
 
 
 @pytest.mark.parametrize("case", CONTRADICTIONS)
