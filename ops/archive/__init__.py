@@ -7,6 +7,10 @@ Layout, from :mod:`ops.archive.format`::
 Write with :class:`ArchiveWriter` (thread-safe, strictly sequential, atomic rename on commit),
 read with :class:`ArchiveReader` / :func:`read_manifest` (O(1), no decompression), check
 everything with :func:`verify_archive`.  Backups are named ``<db>-<UTC timestamp>.mmops``.
+
+A file is untrusted input: every JSON record passes its declared, bounded schema
+(:mod:`ops.archive.schema`) before anything reads it, and chunks decompress in bounded pieces
+whatever their frames claim (:func:`ops.archive.format.iter_frame`).
 """
 
 from __future__ import annotations

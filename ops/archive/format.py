@@ -22,10 +22,12 @@ the chunk's *payload* (the zstd frame), so a reader seeks straight to a member's
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import threading
 import zlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import zstandard
@@ -55,8 +57,11 @@ TRAILER_SIZE = _TRAILER.size
 
 DEFAULT_CHUNK_SIZE = 4 << 20
 MAX_CHUNK_SIZE = 256 << 20  # a reader refuses frames claiming more: bounds memory on garbage
-MAX_SMALL_JSON = 1 << 20  # header / begin / end records
-MAX_MANIFEST = 512 << 20
+MAX_SMALL_MEMBER = 128 << 20  # what ArchiveReader.read_member holds at most (schema.json)
+MAX_SMALL_JSON = 64 << 10  # header / begin / end records
+# A manifest is decoded whole (to Python objects ~20 times its size): 16 MiB lists ~700,000
+# chunks (~3 TiB of table data at the default chunk size) or ~50,000 tables.
+MAX_MANIFEST = 16 << 20
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -99,14 +104,6 @@ def dump_json(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
 
-def load_json_object(data: bytes) -> dict[str, Any]:
-    """Decode a JSON object; ValueError if it is not valid UTF-8 JSON or not an object."""
-    obj = json.loads(data.decode("utf-8"))
-    if not isinstance(obj, dict):
-        raise ValueError("not a JSON object")
-    return obj
-
-
 def new_compressor(level: int) -> zstandard.ZstdCompressor:
     # Content size bounds the reader's memory; the checksum catches flipped bits per chunk.
     return zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
@@ -130,39 +127,121 @@ def compress_chunk(raw: bytes | bytearray | memoryview, level: int) -> bytes:
     return compressor.compress(raw)
 
 
-def _decompressor() -> zstandard.ZstdDecompressor:
-    dctx: zstandard.ZstdDecompressor | None = getattr(_per_thread, "decompressor", None)
-    if dctx is None:
-        dctx = _per_thread.decompressor = zstandard.ZstdDecompressor()
-    return dctx
+MAX_LEVEL = 19  # zstd levels 20-22 need windows beyond MAX_WINDOW
+MAX_WINDOW = 8 << 20  # the largest window a frame may ask for: level 19's (windowLog 23)
+PIECE = 1 << 20  # raw bytes per decompress call: a chunk's memory, whatever its frame claims
+_READ_SIZE = 128 << 10  # compressed bytes the decompressor reads at a time
+FRAME_HEADER_MAX = 18  # ZSTD_FRAMEHEADERSIZE_MAX
+# An empty skippable frame, fed after a chunk's frame: python-zstandard's stream reader (the
+# API that bounds output per call; its decompressobj reports the end of a frame but returns all
+# output of a call at once) ends silently when its input ends inside a frame. Fed right after a
+# complete frame this parses as a frame of its own that yields nothing; fed into an unfinished
+# one it becomes block or checksum bytes and fails the frame.
+_END_PROBE = b"\x50\x2a\x4d\x18\x00\x00\x00\x00"
+
+
+def frame_content_size(head: bytes, limit: int) -> int:
+    """The raw size a chunk's zstd frame declares in its header (``head``: its first bytes).
+
+    CorruptChunk unless it is a zstd frame with a content size of at most ``limit``, a
+    checksum, no dictionary and a window of at most MAX_WINDOW -- all read before decompressing.
+    """
+    if not head.startswith(ZSTD_MAGIC):
+        raise CorruptChunk("is not a zstd frame")
+    try:
+        params = zstandard.get_frame_parameters(head)
+    except zstandard.ZstdError as exc:
+        raise CorruptChunk("has a garbled zstd frame header") from exc
+    size = params.content_size
+    if size in (zstandard.CONTENTSIZE_UNKNOWN, zstandard.CONTENTSIZE_ERROR):
+        raise CorruptChunk("has no content size in its zstd frame header")
+    if size > limit:
+        # ``limit``: the file's chunk size, or less where the manifest lists less.
+        raise CorruptChunk(f"declares {size} raw bytes, more than the {limit} it may hold")
+    if not params.has_checksum:
+        raise CorruptChunk("has no checksum in its zstd frame header")
+    if params.dict_id:
+        raise CorruptChunk("needs a zstd dictionary")
+    if params.window_size > MAX_WINDOW:
+        raise CorruptChunk(f"asks for a {params.window_size}-byte zstd window, more than "
+                           f"the {MAX_WINDOW} allowed")
+    return int(size)
+
+
+class _FrameInput(io.RawIOBase):
+    """A chunk's frame as the decompressor reads it: ``head``, then ``length`` more bytes from
+    ``read``, then the end probe."""
+
+    def __init__(self, head: bytes, read: Callable[[int], bytes], length: int) -> None:
+        super().__init__()
+        self._pending = head
+        self._read = read
+        self._left = length
+        self._probed = False
+        self.short = False  # ``read`` ran dry before ``length`` bytes
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if not self._pending:
+            if self._left > 0:
+                self._pending = self._read(min(self._left, len(view)))
+                self._left -= len(self._pending)
+                if not self._pending:
+                    self.short, self._left = True, 0
+            if not self._pending and not self._probed:
+                self._pending, self._probed = _END_PROBE, True
+        n = min(len(view), len(self._pending))
+        view[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+def iter_frame(
+    read: Callable[[int], bytes], length: int, limit: int, *, head: bytes = b""
+) -> Iterator[bytes]:
+    """Decompress one chunk payload of ``length`` bytes, read in order with ``read(n)`` (after
+    ``head``, bytes already read from its start), in pieces of at most PIECE raw bytes.
+
+    Memory is bounded by PIECE, the read size and MAX_WINDOW, never by what the frame claims:
+    the header must declare its content size (at most ``limit``), and decompressing more or
+    fewer bytes than declared, or a frame that does not end exactly at ``length``, is
+    CorruptChunk.
+    """
+    if len(head) < min(length, FRAME_HEADER_MAX):
+        head += read(min(length, FRAME_HEADER_MAX) - len(head))
+    size = frame_content_size(head, limit)
+    source = _FrameInput(head, read, length - len(head))
+    # One decompressor per frame: a stream reader keeps state across yields, and two members
+    # may be read in turns on one thread.
+    dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
+    done = 0
+    with dctx.stream_reader(
+        source, read_size=_READ_SIZE, closefd=False  # type: ignore[arg-type] # reads .read()
+    ) as stream:
+        while True:
+            try:
+                # One byte beyond the declared size at most: enough to tell that it lied.
+                piece = stream.read(min(PIECE, size - done + 1))
+            except zstandard.ZstdError as exc:
+                why = str(exc).removeprefix("zstd decompress error: ")
+                raise CorruptChunk(f"does not decompress ({why})") from exc
+            if not piece:
+                break
+            done += len(piece)
+            if done > size:
+                raise CorruptChunk(f"decompresses to more than the {size} bytes its frame "
+                                   "header declares")
+            yield piece
+    if source.short:
+        raise CorruptChunk("is cut short")
+    if done != size:
+        raise CorruptChunk(f"ends after {done} of the {size} bytes its frame header declares")
 
 
 def decode_chunk(frame: bytes, limit: int = MAX_CHUNK_SIZE) -> bytes:
-    """Decompress one chunk payload, insisting it is exactly one complete, valid zstd frame."""
-    if not frame.startswith(ZSTD_MAGIC):
-        raise CorruptChunk("is not a zstd frame")
-    try:
-        size = zstandard.frame_content_size(frame)
-    except zstandard.ZstdError as exc:
-        raise CorruptChunk("has a garbled zstd frame header") from exc
-    if size < 0:
-        raise CorruptChunk("has no content size in its zstd frame header")
-    if size > limit:
-        raise CorruptChunk(f"claims {size} raw bytes, more than the chunk size {limit}")
-    if size == 0:
-        # zstd refuses a zero write_size; an empty frame still has to parse to its end.
-        out_limit = 1
-    else:
-        out_limit = size
-    dobj = _decompressor().decompressobj(write_size=out_limit)
-    try:
-        raw = dobj.decompress(frame)
-    except zstandard.ZstdError as exc:
-        raise CorruptChunk(f"does not decompress ({exc})") from exc
-    if not dobj.eof:
-        raise CorruptChunk("ends in the middle of its zstd frame")
-    if dobj.unused_data:
-        raise CorruptChunk("has bytes after its zstd frame")
-    if len(raw) != size:
-        raise CorruptChunk(f"decompressed to {len(raw)} bytes instead of {size}")
-    return raw
+    """Decompress one whole chunk payload already in memory (at most ``limit`` raw bytes)."""
+    data = io.BytesIO(frame)
+    return b"".join(iter_frame(data.read, len(frame), limit))

@@ -1,16 +1,19 @@
-"""The manifest: the engine's metadata plus what the archive knows about each member."""
+"""The manifest: the engine's metadata plus what the archive knows about each member.
+
+It is checked against :class:`ops.archive.schema.Manifest` (types and bounds) and then for
+consistency (sizes agree with chunk lists, names are unique, every table's data member is
+listed) by :func:`parse_manifest`, before any other code reads it.
+"""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any
 
-from .format import COMPRESSION, FORMAT_NAME, FORMAT_VERSION
+from .format import COMPRESSION, FORMAT_NAME, FORMAT_VERSION, MAX_MANIFEST
+from .schema import Manifest, MemberEntry, SchemaError, decode
 
 RESERVED_KEYS = ("format", "format_version", "compression", "members")
-
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -40,39 +43,51 @@ class MemberInfo:
         }
 
     @classmethod
-    def from_json(cls, obj: Any) -> MemberInfo:
-        """Parse and validate one manifest entry; ValueError says what is wrong with it."""
-        if not isinstance(obj, dict):
-            raise ValueError("a member entry is not a JSON object")
-        name, kind = obj.get("name"), obj.get("kind")
-        if not isinstance(name, str) or not isinstance(kind, str):
-            raise ValueError("a member entry has no name or kind")
-        raw_chunks = obj.get("chunks")
-        if not isinstance(raw_chunks, list):
-            raise ValueError(f"member {name!r} has no chunk list")
-        chunks = []
-        for item in raw_chunks:
-            if not (isinstance(item, list) and len(item) == 2 and all(_is_count(v) for v in item)):
-                raise ValueError(f"member {name!r} has a malformed chunk entry")
-            chunks.append((item[0], item[1]))
-        raw_size, stored_size, sha256 = (
-            obj.get("raw_size"),
-            obj.get("stored_size"),
-            obj.get("sha256"),
-        )
-        if not (_is_count(raw_size) and _is_count(stored_size)):
-            raise ValueError(f"member {name!r} has invalid sizes")
-        if not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
-            raise ValueError(f"member {name!r} has an invalid sha256")
-        if obj.get("chunk_count") != len(chunks):
-            raise ValueError(f"member {name!r} has a chunk count that disagrees with its chunks")
-        if sum(length for _, length in chunks) != stored_size:
-            raise ValueError(f"member {name!r} has a stored size that disagrees with its chunks")
-        return cls(name, kind, raw_size, stored_size, sha256, tuple(chunks))
+    def from_entry(cls, entry: MemberEntry) -> MemberInfo:
+        """A validated manifest entry; SchemaError if its counts disagree with its chunk list."""
+        chunks = tuple(entry.chunks)
+        if entry.chunk_count != len(chunks):
+            raise SchemaError(f"member {entry.name!r} has a chunk count that disagrees with its "
+                             "chunks")
+        if sum(length for _, length in chunks) != entry.stored_size:
+            raise SchemaError(f"member {entry.name!r} has a stored size that disagrees with its "
+                             "chunks")
+        return cls(entry.name, entry.kind, entry.raw_size, entry.stored_size, entry.sha256, chunks)
 
 
-def _is_count(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+@dataclass(frozen=True)
+class ParsedManifest:
+    """A manifest that passed its schema and the consistency checks."""
+
+    plain: dict[str, Any]  # the whole document as a dict, unknown keys included
+    typed: Manifest
+    members: list[MemberInfo]
+
+
+def parse_manifest(data: bytes) -> ParsedManifest:
+    """Validate a manifest record's payload; ValueError says what is wrong with it."""
+    typed, plain = decode(data, Manifest, max_bytes=MAX_MANIFEST)
+    members = [MemberInfo.from_entry(entry) for entry in typed.members]
+    names: set[str] = set()
+    for member in members:
+        if member.name in names:
+            raise SchemaError(f"member {member.name!r} is listed twice")
+        names.add(member.name)
+    by_name = {member.name: member for member in members}
+    tables: set[tuple[str, str]] = set()
+    for table in typed.tables:
+        key = (table.schema, table.name)
+        if key in tables:
+            raise SchemaError(f"table {key!r} is listed twice")
+        tables.add(key)
+        holder = by_name.get(table.member)
+        if holder is None:
+            raise SchemaError(f"table {key!r} names the member {table.member!r}, which is not "
+                              "listed")
+        if (table.raw_bytes, table.stored_bytes) != (holder.raw_size, holder.stored_size):
+            raise SchemaError(f"table {key!r} lists other sizes than its member "
+                              f"{table.member!r}")
+    return ParsedManifest(plain, typed, members)
 
 
 def build_manifest(
@@ -85,6 +100,7 @@ def build_manifest(
     manifest = dict(meta)
     manifest.setdefault("tool_version", header["tool_version"])
     manifest.setdefault("created_at", header["created_at"])
+    manifest.setdefault("tables", [])
     manifest.update(
         format=FORMAT_NAME,
         format_version=FORMAT_VERSION,
@@ -92,17 +108,3 @@ def build_manifest(
         members=[member.to_json() for member in members],
     )
     return manifest
-
-
-def parse_members(manifest: dict[str, Any]) -> list[MemberInfo]:
-    """The manifest's member list; ValueError on anything malformed or duplicated."""
-    entries = manifest.get("members")
-    if not isinstance(entries, list):
-        raise ValueError("the manifest has no member list")
-    members = [MemberInfo.from_json(entry) for entry in entries]
-    seen: set[str] = set()
-    for member in members:
-        if member.name in seen:
-            raise ValueError(f"member {member.name!r} is listed twice")
-        seen.add(member.name)
-    return members

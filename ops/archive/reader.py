@@ -26,12 +26,12 @@ from ops.errors import ArchiveError, FormatVersionError
 
 from .format import (
     FIXED_HEADER_SIZE,
-    FORMAT_NAME,
     FORMAT_VERSION,
     MAGIC,
     MAX_CHUNK_SIZE,
     MAX_MANIFEST,
     MAX_SMALL_JSON,
+    MAX_SMALL_MEMBER,
     REC_CHUNK,
     REC_HEADER,
     REC_MANIFEST,
@@ -40,13 +40,13 @@ from .format import (
     TRAILER_MAGIC,
     TRAILER_SIZE,
     CorruptChunk,
-    decode_chunk,
-    load_json_object,
+    iter_frame,
     unpack_fixed_header,
     unpack_record_header,
     unpack_trailer,
 )
-from .manifest import MemberInfo, parse_members
+from .manifest import MemberInfo, parse_manifest
+from .schema import Header, Manifest, SchemaError, decode
 
 
 class ReadAtSource(Protocol):
@@ -110,6 +110,7 @@ class ArchiveReader:
 
     header: dict[str, Any]
     manifest: dict[str, Any]
+    typed_manifest: Manifest
     members: list[MemberInfo]
     data_start: int
     data_end: int
@@ -171,27 +172,34 @@ class ArchiveReader:
         except KeyError:
             raise ArchiveError(f"Backup file {self.path} has no member {name!r}.") from None
 
-    def read_member(self, name: str) -> bytes:
-        """A small member's whole content, checksum verified."""
+    def read_member(self, name: str, *, max_size: int = MAX_SMALL_MEMBER) -> bytes:
+        """A small member's whole content, checksum verified; ArchiveError if its manifest entry
+        lists more than ``max_size`` bytes (the data is held to what the entry lists)."""
+        info = self.member(name)
+        if info.raw_size > max_size:
+            raise corrupt_member(self.path, name, f"lists {info.raw_size} bytes, more than the "
+                                 f"{max_size} a member read whole may have")
         return b"".join(self.iter_member(name))
 
     def iter_member(self, name: str, *, verify: bool = True) -> Iterator[bytes]:
-        """Yield a member's decompressed chunks in order.
+        """Yield a member's decompressed bytes in order, in pieces of at most PIECE bytes.
 
-        Every chunk must be one complete zstd frame whose own checksum holds; at the end the
-        total size must match the manifest and, with ``verify``, so must the sha256.  Errors
-        are raised where they are found, so a consumer may already hold earlier chunks: a
-        restore must treat the stream as untrusted until the iterator is exhausted.
+        Every chunk must be one complete zstd frame whose own checksum holds, and no chunk may
+        declare more bytes than the manifest lists for the member (checked before it is
+        decompressed); at the end the total size must match the manifest and, with ``verify``,
+        so must the sha256.  Errors are raised where they are found, so a consumer may already
+        hold earlier pieces: a restore must treat the stream as untrusted until the iterator is
+        exhausted.
         """
         info = self.member(name)
         sha = hashlib.sha256() if verify else None
         total = 0
         for index in range(len(info.chunks)):
-            raw = self.read_chunk(info, index)
-            total += len(raw)
-            if sha is not None:
-                sha.update(raw)
-            yield raw
+            for raw in self._iter_chunk(info, index, info.raw_size - total):
+                total += len(raw)
+                if sha is not None:
+                    sha.update(raw)
+                yield raw
         if total != info.raw_size:
             raise corrupt_member(
                 self.path, name, f"has {total} bytes instead of the {info.raw_size} listed"
@@ -199,18 +207,28 @@ class ArchiveReader:
         if sha is not None and sha.hexdigest() != info.sha256:
             raise corrupt_member(self.path, name, "does not match its sha256 checksum")
 
-    def read_chunk(self, info: MemberInfo, index: int) -> bytes:
-        """Decompress chunk ``index`` of ``info``, checking its record header and frame."""
+    def _iter_chunk(self, info: MemberInfo, index: int, left: int) -> Iterator[bytes]:
+        """Decompress chunk ``index`` of ``info`` piece by piece, checking its record header and
+        frame; ``left``: the member's bytes not yet read, which the frame may not exceed."""
         offset, length = info.chunks[index]
-        record = self._read_at(offset - RECORD_HEADER_SIZE, RECORD_HEADER_SIZE + length)
         where = f"chunk {index} at offset {offset}"
-        if len(record) != RECORD_HEADER_SIZE + length:
+        head = self._read_at(offset - RECORD_HEADER_SIZE, RECORD_HEADER_SIZE)
+        if len(head) != RECORD_HEADER_SIZE:
             raise corrupt_member(self.path, info.name, f"{where} is cut short")
-        rtype, _member_id, rec_len = unpack_record_header(record[:RECORD_HEADER_SIZE])
+        rtype, _member_id, rec_len = unpack_record_header(head)
         if rtype != REC_CHUNK or rec_len != length:
             raise corrupt_member(self.path, info.name, f"{where} is not where the manifest says")
+        position = offset
+
+        def read(size: int) -> bytes:
+            nonlocal position
+            data = self._read_at(position, size)
+            position += len(data)
+            return data
+
+        limit = min(self.chunk_size, left)
         try:
-            return decode_chunk(record[RECORD_HEADER_SIZE:], limit=self.chunk_size)
+            yield from iter_frame(read, length, limit)
         except CorruptChunk as exc:
             raise corrupt_member(self.path, info.name, f"{where} {exc}") from exc
 
@@ -233,23 +251,26 @@ class ArchiveReader:
         manifest_offset, manifest_bytes = self._load_trailer()
         self.data_end = manifest_offset - RECORD_HEADER_SIZE
         try:
-            manifest = load_json_object(manifest_bytes)
-        except ValueError as exc:
-            raise self._invalid_manifest("it is not a JSON object") from exc
-        if manifest.get("format") != FORMAT_NAME or manifest.get("format_version") != version:
-            raise self._invalid_manifest("its format name or version disagrees with the header")
-        try:
-            members = parse_members(manifest)
+            parsed = parse_manifest(manifest_bytes)
         except ValueError as exc:
             raise self._invalid_manifest(str(exc)) from exc
-        for member in members:
-            for offset, length in member.chunks:
-                if offset - RECORD_HEADER_SIZE < self.data_start or offset + length > self.data_end:
-                    raise self._invalid_manifest(
-                        f"member {member.name!r} has a chunk outside the data area"
-                    )
+        if parsed.typed.format_version != version:
+            raise self._invalid_manifest("its format version disagrees with the header")
+        manifest, members = parsed.plain, parsed.members
+        previous_end = self.data_start
+        for offset, length, name in sorted(
+            (offset, length, member.name) for member in members for offset, length in member.chunks
+        ):
+            # Chunk records lie in the data area, one after another, never overlapping: so the
+            # chunk lists are no longer than the file allows.
+            if offset - RECORD_HEADER_SIZE < previous_end or offset + length > self.data_end:
+                raise self._invalid_manifest(
+                    f"member {name!r} has a chunk outside the data area or overlapping another"
+                )
+            previous_end = offset + length
         self.manifest = manifest
         self.members = members
+        self.typed_manifest = parsed.typed
 
     def _check_version(self, version: int) -> None:
         if version > FORMAT_VERSION:
@@ -275,16 +296,11 @@ class ArchiveReader:
         if len(payload) < length:
             raise self._truncated()
         try:
-            header = load_json_object(payload)
-        except ValueError as exc:
+            header = decode(payload, Header, max_bytes=MAX_SMALL_JSON)[1]
+        except SchemaError as exc:
             raise ArchiveError(
-                f"Backup file {self.path} is corrupt: its header record is garbled."
+                f"Backup file {self.path} is corrupt: its header record is garbled ({exc})."
             ) from exc
-        chunk_size = header.get("chunk_size")
-        if not (isinstance(chunk_size, int) and 0 < chunk_size <= MAX_CHUNK_SIZE):
-            raise ArchiveError(
-                f"Backup file {self.path} is corrupt: its header has no valid chunk size."
-            )
         self._header_len = length
         return header
 
@@ -296,11 +312,14 @@ class ArchiveReader:
         magic, offset, length, crc = unpack_trailer(trailer)
         if (
             magic != TRAILER_MAGIC
-            or length > MAX_MANIFEST
             or offset - RECORD_HEADER_SIZE < self.data_start
             or offset + length != self.size - TRAILER_SIZE
         ):
             raise self._unfinished_or_damaged()
+        if length > MAX_MANIFEST:  # read nothing of it
+            raise self._invalid_manifest(
+                f"it is {length} bytes long, more than the {MAX_MANIFEST} allowed"
+            )
         record = self._read_at(offset - RECORD_HEADER_SIZE, RECORD_HEADER_SIZE + length)
         rtype, member_id, rec_len = unpack_record_header(record[:RECORD_HEADER_SIZE])
         manifest = record[RECORD_HEADER_SIZE:]

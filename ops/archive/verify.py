@@ -26,11 +26,13 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from ops.errors import ArchiveError
 
 from .format import (
+    DEFAULT_CHUNK_SIZE,
+    FRAME_HEADER_MAX,
     MAX_SMALL_JSON,
     REC_BEGIN,
     REC_CHUNK,
@@ -38,11 +40,13 @@ from .format import (
     RECORD_HEADER_SIZE,
     CorruptChunk,
     decode_chunk,
-    load_json_object,
+    frame_content_size,
+    iter_frame,
     unpack_record_header,
 )
 from .manifest import MemberInfo
 from .reader import ArchiveReader, ReadAtStream, Source, corrupt_member
+from .schema import BeginRecord, EndRecord, SchemaError, decode
 
 VerifyProgress = Callable[[int, int, str], None]
 """Called after each chunk with (stored bytes checked, total stored bytes, member name)."""
@@ -72,6 +76,7 @@ class _Seen:
     next_chunk: int = 0
     raw_size: int = 0
     sha: Any = field(default_factory=hashlib.sha256)
+    declared: int = 0  # raw bytes its chunks' frame headers declared so far
     ended: bool = False
 
 
@@ -154,6 +159,12 @@ class _HashingRaw(io.RawIOBase):
 
 
 _THREADS = min(4, os.cpu_count() or 1)
+_Record = TypeVar("_Record", BeginRecord, EndRecord)
+# Chunks up to the default chunk size decompress on the pool, whole; bigger ones (whatever the
+# file claims) are decompressed piece by piece in the scanning thread.
+_POOLED_RAW = DEFAULT_CHUNK_SIZE
+_POOLED_STORED = DEFAULT_CHUNK_SIZE + (64 << 10)  # incompressible data grows a little
+_SKIP_BLOCK = 1 << 20
 
 
 @dataclass
@@ -215,11 +226,11 @@ class _Scan:
             if payload_offset + length > end:
                 raise self._record_error(pos, "runs into the manifest")
             if rtype == REC_BEGIN:
-                self._begin(pos, member_id, self._small(pos, length))
+                self._begin(pos, member_id, self._small(pos, length, BeginRecord))
             elif rtype == REC_CHUNK:
                 self._chunk(pos, member_id, payload_offset, length)
             elif rtype == REC_END:
-                self._end(pos, member_id, self._small(pos, length))
+                self._end(pos, member_id, self._small(pos, length, EndRecord))
             else:
                 raise self._record_error(pos, f"has the unexpected type {rtype!r}")
             pos = payload_offset + length
@@ -231,24 +242,24 @@ class _Scan:
             if not seen.ended:
                 raise corrupt_member(self.path, seen.info.name, "has no end record")
 
-    def _small(self, pos: int, length: int) -> dict[str, Any]:
+    def _small(self, pos: int, length: int, schema: type[_Record]) -> _Record:
         if length > MAX_SMALL_JSON:
             raise self._stream_error(f"the record at offset {pos} is implausibly large")
         try:
-            return load_json_object(self.stream.read(length))
-        except ValueError as exc:
-            raise self._stream_error(f"the record at offset {pos} is garbled") from exc
+            return decode(self.stream.read(length), schema, max_bytes=MAX_SMALL_JSON)[0]
+        except SchemaError as exc:
+            raise self._stream_error(f"the record at offset {pos} is garbled ({exc})") from exc
 
-    def _begin(self, pos: int, member_id: int, body: dict[str, Any]) -> None:
-        name = body.get("name")
-        if not isinstance(name, str) or member_id != len(self.by_id) + 1:
+    def _begin(self, pos: int, member_id: int, body: BeginRecord) -> None:
+        name = body.name
+        if member_id != len(self.by_id) + 1:
             raise self._stream_error(f"the member record at offset {pos} is garbled")
         info = self.listed.get(name)
         if info is None:
             raise corrupt_member(self.path, name, f"begins at offset {pos} but is not listed")
         if name in self.begun:
             raise corrupt_member(self.path, name, f"begins a second time at offset {pos}")
-        if body.get("kind") != info.kind:
+        if body.kind != info.kind:
             raise corrupt_member(self.path, name, "has a different kind than its manifest entry")
         self.begun.add(name)
         self.by_id[member_id] = _Seen(info)
@@ -269,18 +280,54 @@ class _Scan:
             raise corrupt_member(
                 self.path, info.name, f"has a chunk at offset {payload_offset} its manifest lacks"
             )
-        frame = self.stream.read(length)
-        if len(frame) != length:
-            raise corrupt_member(self.path, info.name, f"chunk {index} is cut short")
         seen.next_chunk += 1
+        where = f"chunk {index} at offset {payload_offset}"
         if self.pool is None:
-            self.done_stored += length
-            if self.progress is not None:
-                self.progress(self.done_stored, self.total_stored, info.name)
+            self._skip(length, info.name, where)
+            self._stored(length, info.name)
             return
-        raw = self.pool.submit(decode_chunk, frame, self.reader.chunk_size)
-        self.decoding.append(_Decoding(seen, index, payload_offset, length, raw))
-        self._finish_chunks(_THREADS + 1)
+        head = self.stream.read(min(length, FRAME_HEADER_MAX))
+        try:
+            # Checked before decompressing: the frame's declared size against the chunk size
+            # and what the manifest lists for the member.
+            size = frame_content_size(
+                head, min(self.reader.chunk_size, info.raw_size - seen.declared)
+            )
+        except CorruptChunk as exc:
+            raise corrupt_member(self.path, info.name, f"{where} {exc}") from exc
+        seen.declared += size
+        if size <= _POOLED_RAW and length <= _POOLED_STORED:
+            frame = head + self.stream.read(length - len(head))
+            if len(frame) != length:
+                raise corrupt_member(self.path, info.name, f"{where} is cut short")
+            raw = self.pool.submit(decode_chunk, frame, size)
+            self.decoding.append(_Decoding(seen, index, payload_offset, length, raw))
+            self._finish_chunks(_THREADS + 1)
+            return
+        # A big chunk (a big chunk size, or a frame that says so): decompressed here piece by
+        # piece and hashed as it goes, after the chunks in flight, so memory stays the same.
+        self._finish_chunks(0)
+        try:
+            for piece in iter_frame(self.stream.read, length, size, head=head):
+                seen.sha.update(piece)
+                seen.raw_size += len(piece)
+        except CorruptChunk as exc:
+            raise corrupt_member(self.path, info.name, f"{where} {exc}") from exc
+        self._stored(length, info.name)
+
+    def _skip(self, length: int, name: str, where: str) -> None:
+        """Read past ``length`` bytes of a chunk without holding them."""
+        left = length
+        while left > 0:
+            got = len(self.stream.read(min(left, _SKIP_BLOCK)))
+            if not got:
+                raise corrupt_member(self.path, name, f"{where} is cut short")
+            left -= got
+
+    def _stored(self, length: int, name: str) -> None:
+        self.done_stored += length
+        if self.progress is not None:
+            self.progress(self.done_stored, self.total_stored, name)
 
     def _finish_chunks(self, keep: int) -> None:
         """Check and hash decompressed chunks in file order until ``keep`` are in flight."""
@@ -296,16 +343,14 @@ class _Scan:
                 ) from exc
             chunk.seen.sha.update(raw)
             chunk.seen.raw_size += len(raw)
-            self.done_stored += chunk.length
-            if self.progress is not None:
-                self.progress(self.done_stored, self.total_stored, info.name)
+            self._stored(chunk.length, info.name)
 
-    def _end(self, pos: int, member_id: int, body: dict[str, Any]) -> None:
+    def _end(self, pos: int, member_id: int, body: EndRecord) -> None:
         seen = self._open_member(pos, member_id)
         if any(chunk.seen is seen for chunk in self.decoding):
             self._finish_chunks(0)
         info = seen.info
-        if seen.next_chunk != len(info.chunks) or body.get("chunk_count") != len(info.chunks):
+        if seen.next_chunk != len(info.chunks) or body.chunk_count != len(info.chunks):
             raise corrupt_member(self.path, info.name, "has a different number of chunks")
         # Decompressed, the member's bytes speak for themselves; otherwise what its end record
         # says of them must agree with the manifest.
@@ -314,12 +359,12 @@ class _Scan:
         if self.pool is not None:
             raw_size, digest = seen.raw_size, seen.sha.hexdigest()
         else:
-            raw_size, digest = body.get("raw_size"), body.get("sha256")
-        if raw_size != info.raw_size or body.get("raw_size") != info.raw_size:
+            raw_size, digest = body.raw_size, body.sha256
+        if raw_size != info.raw_size or body.raw_size != info.raw_size:
             raise corrupt_member(
                 self.path, info.name, f"has {raw_size} bytes instead of {info.raw_size}"
             )
-        if digest != info.sha256 or body.get("sha256") != info.sha256:
+        if digest != info.sha256 or body.sha256 != info.sha256:
             raise corrupt_member(self.path, info.name, "does not match its sha256 checksum")
         seen.ended = True
 

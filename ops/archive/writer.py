@@ -47,6 +47,8 @@ from .format import (
     FORMAT_NAME,
     FORMAT_VERSION,
     MAX_CHUNK_SIZE,
+    MAX_LEVEL,
+    MAX_SMALL_JSON,
     REC_BEGIN,
     REC_CHUNK,
     REC_END,
@@ -58,7 +60,8 @@ from .format import (
     pack_record_header,
     pack_trailer,
 )
-from .manifest import MemberInfo, build_manifest
+from .manifest import MemberInfo, build_manifest, parse_manifest
+from .schema import BeginRecord, decode
 
 
 class ArchiveSink(Protocol):
@@ -116,6 +119,9 @@ class ArchiveWriter:
     ) -> None:
         if not 0 < chunk_size <= MAX_CHUNK_SIZE:
             raise ValueError(f"chunk_size must be in 1..{MAX_CHUNK_SIZE}, not {chunk_size}")
+        if level > MAX_LEVEL:
+            # Higher levels need decoding windows above the reader's MAX_WINDOW.
+            raise ValueError(f"level must be at most {MAX_LEVEL}, not {level}")
         if (final_path is None) == (sink is None):
             raise ValueError("give either final_path or sink")
         self.level = level
@@ -232,6 +238,8 @@ class ArchiveWriter:
             self._check_open_locked()
             if name in self._names:
                 raise ValueError(f"member {name!r} was already added to {self.partial_path}")
+            decode(dump_json({"name": name, "kind": kind}), BeginRecord,
+                   max_bytes=MAX_SMALL_JSON)  # the reader's rules for names and kinds
             member = MemberWriter(self, len(self._members) + 1, name, kind)
             self._append_locked(
                 REC_BEGIN, member.member_id, dump_json({"name": name, "kind": kind})
@@ -261,6 +269,12 @@ class ArchiveWriter:
                     infos.append(member.info)
                 self._stop_pool()
                 manifest = dump_json(build_manifest(meta, self.header, infos))
+                try:
+                    parse_manifest(manifest)  # never write a file the reader refuses
+                except ValueError as exc:
+                    raise ArchiveError(
+                        f"The manifest of {self.final_path} does not pass its own schema: {exc}."
+                    ) from exc
                 manifest_offset = self._append_locked(REC_MANIFEST, 0, manifest)
                 self._write(pack_trailer(manifest_offset, manifest))
                 if self._sink_raw is not None:

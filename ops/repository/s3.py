@@ -42,6 +42,7 @@ from botocore.config import Config
 from ops.errors import RepositoryError
 
 from .base import Entry
+from .documents import parse_lock_holder
 from .parts import (
     HARD_MAX_PARTS,
     PROTOCOL_MIN_PART_SIZE,
@@ -288,10 +289,12 @@ class S3Repository:
     def _holder(self, key: str) -> str:
         try:
             data = self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read(4096)
-            info = json.loads(data)
-            return f"host {info.get('host')}, pid {info.get('pid')}, since {info.get('created_at')}"
-        except (bexc.BotoCoreError, bexc.ClientError, ValueError, AttributeError):
+        except (bexc.BotoCoreError, bexc.ClientError):
             return "holder unknown"
+        info = parse_lock_holder(data)
+        if info is None:
+            return "holder unknown"
+        return f"host {info.host}, pid {info.pid}, since {info.created_at}"
 
     # -- errors --------------------------------------------------------------------------------
 

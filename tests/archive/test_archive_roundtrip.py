@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 
+import msgspec
 import pytest
 
 import ops
@@ -17,13 +18,21 @@ from ops.archive import (
     read_manifest,
     verify_archive,
 )
+from ops.archive.format import compress_chunk
+from ops.archive.schema import MemberEntry
 from ops.errors import ArchiveError
+from tests.archive.conftest import SAMPLE
 
 CHUNK = 64 << 10
+_NOTES = SAMPLE["data/public.notes"][1]
+NOTES_TABLE = {"schema": "public", "name": "notes", "member": "data/public.notes", "rows": 3,
+               "raw_bytes": len(_NOTES), "columns": ["id"],
+               "stored_bytes": sum(len(compress_chunk(_NOTES[i:i + CHUNK], 3))
+                                   for i in range(0, len(_NOTES), CHUNK))}
 
 
 def test_round_trip_of_several_members_including_an_empty_one(make_archive, sample):
-    path = make_archive(meta={"database": "db", "tables": [{"name": "notes", "rows": 3}]})
+    path = make_archive(meta={"database": "db", "tables": [NOTES_TABLE]})
 
     with ArchiveReader(path) as reader:
         assert [m.name for m in reader.members] == list(sample)
@@ -41,7 +50,8 @@ def test_round_trip_of_several_members_including_an_empty_one(make_archive, samp
 
 
 def test_manifest_is_the_engine_metadata_plus_format_keys(make_archive):
-    meta = {"database": "db", "server_version": "15.4", "tables": [{"name": "notes"}]}
+    meta = {"database": "db", "server_version": "15.4", "tables": [NOTES_TABLE],
+            "schema_format": {"future": ["keys", "are", "kept"]}}
     manifest = read_manifest(make_archive(meta=meta))
 
     for key, value in meta.items():
@@ -172,7 +182,7 @@ def test_verify_reports_sizes_and_progress(make_archive, sample):
 
 def test_member_info_json_round_trip():
     info = MemberInfo("data/x", "table-data", 10, 7, "0" * 64, ((100, 3), (200, 4)))
-    assert MemberInfo.from_json(info.to_json()) == info
+    assert MemberInfo.from_entry(msgspec.convert(info.to_json(), MemberEntry)) == info
 
 
 def test_missing_member_is_an_archive_error(make_archive):
