@@ -136,6 +136,9 @@ class Manifest(msgspec.Struct, frozen=True):
     schemas: Annotated[list[Identifier], msgspec.Meta(max_length=MAX_TABLES)] | None = None
     partial: bool | None = None
     sequences: Count | None = None
+    schema_format: Literal["pg_dump"] | None = None  # schema.pgdump + catalog.json members
+    pg_dump_version: Text | None = None
+    large_objects: Count | None = None
 
 
 # Built once: msgspec's module-level decode() would hash the nested JSON type on every call.

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import msgspec
 
-from ..errors import DatabaseError
+from ..archive.schema import SchemaError, decode
+from ..errors import ArchiveError, DatabaseError
 from .pg_errors import describe_pg_error
 from .sql_text import qualified, quote_ident, quote_literal
 
@@ -171,6 +173,37 @@ async def read_catalog(conn: asyncpg.Connection, tables: tuple[TableDef, ...]) -
     except asyncpg.PostgresError as exc:
         raise DatabaseError(f"Reading the catalogs failed: {describe_pg_error(exc)}.") from exc
     return Catalog(schemas, tables, tuple(sequences), extensions, large_objects)
+
+
+class _SequenceDoc(msgspec.Struct, frozen=True):
+    schema: str
+    name: str
+    last_value: int
+    is_called: bool
+
+
+class _JsonMember(msgspec.Struct, frozen=True):
+    """What a restore reads of ``catalog.json`` (and of an older backup's ``schema.json``)."""
+
+    schemas: list[str] = []
+    sequences: list[_SequenceDoc] = []
+    extensions: list[str] = []
+    pre_data: list[str] = []
+    post_data: list[str] = []
+    refresh: list[str] = []
+
+
+MAX_JSON_MEMBER = 256 << 20
+
+
+def parse_json_member(data: bytes, name: str) -> dict[str, Any]:
+    """A JSON member of a backup, checked against its schema (bounded size and depth) before
+    anything reads it: ArchiveError (exit 6) in one sentence otherwise."""
+    try:
+        _typed, plain = decode(data, _JsonMember, max_bytes=MAX_JSON_MEMBER)
+    except SchemaError as exc:
+        raise ArchiveError(f"The backup's {name} member is unusable: {exc}.") from exc
+    return plain
 
 
 def sequences_from_json(d: dict[str, Any]) -> tuple[SequenceValue, ...]:

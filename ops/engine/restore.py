@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -19,7 +18,13 @@ from ..archive import ArchiveReader
 from ..dburl import DbUrl
 from ..errors import ArchiveError, OpsError, RestoreFailed, RestoreRefused, UsageError
 from .backup import CATALOG_MEMBER, SCHEMA_DUMP_MEMBER, SCHEMA_MEMBER
-from .catalog import SequenceValue, qualified, quote_ident, sequences_from_json
+from .catalog import (
+    SequenceValue,
+    parse_json_member,
+    qualified,
+    quote_ident,
+    sequences_from_json,
+)
 from .connection import connection
 from .ddl_foreign_keys import foreign_keys_among
 from .legacy_schema import LegacySchema
@@ -66,10 +71,11 @@ class _Backup:
         self.legacy: LegacySchema | None = None
         self.schema_file: Path | None = None
         if SCHEMA_DUMP_MEMBER in names:
-            catalog = json.loads(reader.read_member(CATALOG_MEMBER))
+            catalog = parse_json_member(reader.read_member(CATALOG_MEMBER), CATALOG_MEMBER)
             self.sequences = sequences_from_json(catalog)
         else:
-            self.legacy = LegacySchema.from_json(json.loads(reader.read_member(SCHEMA_MEMBER)))
+            self.legacy = LegacySchema.from_json(
+                parse_json_member(reader.read_member(SCHEMA_MEMBER), SCHEMA_MEMBER))
             self.sequences = self.legacy.sequences
 
     @contextlib.contextmanager

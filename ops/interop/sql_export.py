@@ -4,7 +4,6 @@ restores into an empty database, in one transaction, with the same fidelity as o
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
 import tempfile
@@ -15,6 +14,7 @@ from typing import BinaryIO
 
 from ..archive import ArchiveReader
 from ..engine.backup import SCHEMA_DUMP_MEMBER, SCHEMA_MEMBER
+from ..engine.catalog import parse_json_member
 from ..engine.legacy_schema import LegacySchema
 from ..engine.pg_script import runnable_script
 from ..engine.pg_tools import list_entries, restore_sql
@@ -111,7 +111,8 @@ def _schema_sections(reader: ArchiveReader) -> dict[str, str]:
     sequence values and large objects), the statement lists of an older one."""
     names = {m.name for m in reader.members}
     if SCHEMA_DUMP_MEMBER not in names:
-        legacy = LegacySchema.from_json(json.loads(reader.read_member(SCHEMA_MEMBER)))
+        legacy = LegacySchema.from_json(
+            parse_json_member(reader.read_member(SCHEMA_MEMBER), SCHEMA_MEMBER))
         return {
             "pre-data": "".join(_statement(s).decode() for s in legacy.pre_data),
             "data": "",

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import re
 import subprocess
 import tempfile
@@ -331,6 +330,7 @@ async def run_restore_test(
     a row and see the check fail)."""
     from ..archive import ArchiveReader, verify_archive
     from ..engine.backup import CATALOG_MEMBER, SCHEMA_MEMBER
+    from ..engine.catalog import parse_json_member
 
     emit = progress or (lambda _p: None)
     started = time.monotonic()
@@ -340,8 +340,8 @@ async def run_restore_test(
         manifest = reader.manifest
         # Sequences and extensions: catalog.json since the pg_dump schema, schema.json before.
         names = {m.name for m in reader.members}
-        schema = json.loads(reader.read_member(
-            CATALOG_MEMBER if CATALOG_MEMBER in names else SCHEMA_MEMBER))
+        member = CATALOG_MEMBER if CATALOG_MEMBER in names else SCHEMA_MEMBER
+        schema = parse_json_member(reader.read_member(member), member)
     if manifest.get("partial"):
         notes = ["the backup holds only some tables (--tables); only those were checked"]
     else:
