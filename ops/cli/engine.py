@@ -89,14 +89,14 @@ def backup(
 
 
 @click.command()
-@click.argument("backup", metavar="FILE")
+@click.argument("backup", metavar="[FILE]", required=False)
 @database_options
 @restore_options
 def restore(
-    backup: str, database_url: str | None, env_file: Path | None, mode: str,
+    backup: str | None, database_url: str | None, env_file: Path | None, mode: str,
     tables: tuple[str, ...], yes: bool, force: bool, lock_timeout: float, keep_safety: int,
     backup_dir: Path, jobs: int, as_json: bool, progress_json: bool, repo: str | None,
-    identity: str | None,
+    identity: str | None, from_database: str | None,
 ) -> None:
     """Restore FILE (a .mmops backup or `latest`, an old JSON backup or a plain SQL dump)
     atomically: plan, typed confirmation when data is replaced, safety backup, restore."""
@@ -104,7 +104,7 @@ def restore(
         _direct(database_url, env_file, backup_dir / "safety"), backup, backup_dir=backup_dir,
         mode=mode, tables=tables, yes=yes, force=force, lock_timeout=lock_timeout,
         keep_safety=keep_safety, jobs=jobs, as_json=as_json, progress_json=progress_json,
-        phases=False, repo=repo, identity=identity,
+        phases=False, repo=repo, identity=identity, from_database=from_database,
     )
 
 

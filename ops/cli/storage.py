@@ -9,6 +9,7 @@ import click
 
 from ..repository.base import BackupName, Entry, Repository
 from .common import echo_json, human_size
+from .shared import SharedOptions
 
 
 @click.group()
@@ -30,15 +31,22 @@ def key_generate(output: Path) -> None:
                "as AGE_IDENTITY.", err=True)
 
 
+REPO = SharedOptions(click.option(
+    "--repo", envvar=["REPO", "MMOPS_REPO"], default="backups", show_default=True,
+    show_envvar=True, help="A directory, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX."))
+
+
 @click.group()
-@click.option("--repo", envvar=["REPO", "MMOPS_REPO"], default="backups", show_default=True,
-              help="A directory, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX.")
-@click.pass_context
-def repo(ctx: click.Context, repo: str) -> None:
-    """The backup repository: list and prune (credentials from the AWS_* / GOOGLE_* env)."""
+@REPO.group
+def repo() -> None:
+    """The backup repository: list and prune (credentials from the AWS_* / GOOGLE_* env).
+    --repo works before or after the subcommand."""
+
+
+def _open(spec: str) -> Repository:
     from ..repository import open_repository
 
-    ctx.obj = open_repository(repo)
+    return open_repository(spec)
 
 
 def _describe(store: Repository, entry: Entry, info: BackupName) -> dict[str, Any]:
@@ -56,14 +64,14 @@ def _describe(store: Repository, entry: Entry, info: BackupName) -> dict[str, An
 
 @repo.command("list")
 @click.option("--database", help="Only this database's backups.")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_obj
-def repo_list(store: object, database: str | None, as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@REPO.command
+def repo_list(repo: str, database: str | None, as_json: bool) -> None:
     """Every backup in the repository, oldest first, by each backup's own timestamp: database,
     UTC time, size, kind (full / tables / safety), alembic revision, encrypted."""
     from ..repository.base import backups
 
-    assert isinstance(store, Repository)
+    store = _open(repo)
     rows = [_describe(store, e, info) for e, info in backups(store, database=database)]
     if as_json:
         echo_json({"repository": store.url, "backups": rows})
@@ -81,18 +89,26 @@ def repo_list(store: object, database: str | None, as_json: bool) -> None:
 @click.option("--keep", envvar="KEEP",
               help='Retention rules, e.g. "daily=7 weekly=4 monthly=12".')
 @click.option("--keep-last", type=click.IntRange(0), help="Keep the N newest.")
-@click.option("--keep-hourly", type=click.IntRange(0))
-@click.option("--keep-daily", type=click.IntRange(0))
-@click.option("--keep-weekly", type=click.IntRange(0))
-@click.option("--keep-monthly", type=click.IntRange(0))
-@click.option("--keep-yearly", type=click.IntRange(0))
+@click.option("--keep-hourly", type=click.IntRange(0), help="Keep the newest of each of the "
+              "last N hours.")
+@click.option("--keep-daily", type=click.IntRange(0), help="Keep the newest of each of the "
+              "last N days.")
+@click.option("--keep-weekly", type=click.IntRange(0), help="Keep the newest of each of the "
+              "last N weeks.")
+@click.option("--keep-monthly", type=click.IntRange(0), help="Keep the newest of each of the "
+              "last N months.")
+@click.option("--keep-yearly", type=click.IntRange(0), help="Keep the newest of each of the "
+              "last N years.")
 @click.option("--keep-within", help="Keep all within this of the newest (e.g. 2d, 12h, 1w).")
 @click.option("--dry-run", is_flag=True, help="Show what would go and why; delete nothing.")
-@click.pass_obj
+@click.option("--json", "as_json", is_flag=True, help="Print what was (or would be) deleted "
+              "and kept as JSON on stdout.")
+@REPO.command
 def repo_prune(
-    store: object, database: str, keep: str | None, keep_last: int | None,
+    repo: str, database: str, keep: str | None, keep_last: int | None,
     keep_hourly: int | None, keep_daily: int | None, keep_weekly: int | None,
     keep_monthly: int | None, keep_yearly: int | None, keep_within: str | None, dry_run: bool,
+    as_json: bool,
 ) -> None:
     """Apply retention to one database's backups (its newest is always kept; safety backups
     and other databases are never touched)."""
@@ -108,20 +124,30 @@ def repo_prune(
     from ..errors import OpsError
     from ..policy.keep_spec import parse_keep
     from ..policy.retention import plan_retention
-    from ..repository.base import Repository, backups
+    from ..repository.base import backups
     from ..steps.publish import prune
 
-    assert isinstance(store, Repository)
+    store = _open(repo)
     if dry_run:
         found = backups(store, database=database, safety=False)
         plan = plan_retention([(e.name, i.created_at) for e, i in found], **parse_keep(keep))
+        if as_json:
+            echo_json({"repository": store.url, "database": database, "keep": keep,
+                       "dry_run": True,
+                       "decisions": [{"name": d.name, "keep": d.keep, "reasons": list(d.reasons)}
+                                     for d in plan.decisions]})
+            return
         for d in plan.decisions:
             click.echo(f"{'keep  ' if d.keep else 'delete'} {d.name}  "
                        f"{', '.join(d.reasons)}".rstrip())
         return
     deleted, locked = prune(store, database, keep)
-    for name in deleted:
-        click.echo(f"deleted {name}")
+    if as_json:
+        echo_json({"repository": store.url, "database": database, "keep": keep,
+                   "dry_run": False, "deleted": list(deleted), "locked": list(locked)})
+    else:
+        for name in deleted:
+            click.echo(f"deleted {name}")
     for why in locked:
         click.echo(f"warning: not deleted: {why}", err=True)
     if locked:
