@@ -4,6 +4,7 @@ database at DATABASE_URL (direct mode). Parse → call a job → render."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -53,9 +54,11 @@ def _direct(database_url: str | None, env_file: Path | None, safety_dir: Path) -
 
 @click.command()
 @database_options
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("."),
-              show_default=True, help="A directory for the backup file (named <db>-<UTC>.mmops), "
-              "or a file name.")
+@click.option("-o", "--output", type=click.Path(), default=".",
+              show_default=True, help="The file to write (like pg_dump -f), or an existing "
+              "directory (or a path ending in /) to write <db>-<UTC>.mmops into. With --repo, "
+              "--encrypt-to or --keep: the local directory the backup is staged in (the stored "
+              "name is always <db>-<UTC>.mmops), unless it ends in .mmops.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Parallel connections reading one consistent snapshot.")
 @click.option("--tables", "-t", multiple=True,
@@ -67,17 +70,19 @@ def _direct(database_url: str | None, env_file: Path | None, safety_dir: Path) -
 @click.option("--progress-json", is_flag=True, hidden=True)
 @publish_options
 def backup(
-    database_url: str | None, env_file: Path | None, output: Path, jobs: int,
+    database_url: str | None, env_file: Path | None, output: str, jobs: int,
     tables: tuple[str, ...], exclude_tables: tuple[str, ...], level: int, as_json: bool,
     progress_json: bool, repo: str | None, encrypt_to: str | None, lock_days: int | None,
     keep: str | None, keep_local: bool, yield_after: float, backup_lock_timeout: float,
 ) -> None:
     """Take a consistent backup of the database into one verified file (and store it in the
     repository, encrypted, with retention, when asked)."""
-    if output.is_dir() or str(output).endswith("/") or output.suffix != ".mmops":
-        dest, name = output, None
+    publishing = bool(repo or encrypt_to or lock_days or keep)
+    out = Path(output)  # a Path forgets a trailing "/", which says "a directory"
+    if output.endswith(("/", os.sep)) or out.is_dir() or (publishing and out.suffix != ".mmops"):
+        dest, name = out, None
     else:
-        dest, name = output.parent, output.name
+        dest, name = out.parent, out.name
     request = BackupRequest(jobs=jobs, tables=split_patterns(tables),
                             exclude_tables=split_patterns(exclude_tables), yield_after=yield_after,
                             lock_timeout=backup_lock_timeout, level=level,
