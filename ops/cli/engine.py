@@ -144,7 +144,8 @@ def export(file: Path, fmt: str, output: Path | None) -> None:
               help="With --restore-test: FILE is NAME or `latest` in this repository.")
 @click.option("--database", help="With --repo ... latest: the newest backup of this database.")
 @click.option("--identity", envvar="AGE_IDENTITY",
-              help="age identity file that opens .mmops.age backups.")
+              help="age identity file that opens .mmops.age backups (decrypted into a private "
+              "temporary directory, removed afterwards).")
 @click.option("--scratch-url", envvar="SCRATCH_DATABASE_URL",
               help="Restore into this database instead (it is DROPPED and recreated; prefer "
               "the SCRATCH_DATABASE_URL variable: a URL here is visible in the process list).")
@@ -155,6 +156,7 @@ def verify(file: str, as_json: bool, restore_test: bool, repo: str | None,
     from dataclasses import asdict
 
     from ..archive import verify_archive
+    from ..jobs.read_backup import readable_backup
 
     if restore_test:
         from .restore_test import restore_test_command
@@ -162,7 +164,8 @@ def verify(file: str, as_json: bool, restore_test: bool, repo: str | None,
         restore_test_command(file, repo=repo, database=database, identity=identity,
                              scratch_url=scratch_url, as_json=as_json)
         return
-    report = verify_archive(_archive_source(file))
+    with readable_backup(file, identity) as source:
+        report = verify_archive(source)
     if as_json:
         echo_json(asdict(report))
     else:
@@ -170,36 +173,28 @@ def verify(file: str, as_json: bool, restore_test: bool, repo: str | None,
                    f"({human_size(report.stored_bytes)} stored), every checksum matches")
 
 
-def _archive_source(file: str) -> Any:
-    """A local path, or a repository object (``s3://…/NAME.mmops``, ``gs://…``) read by offset
-    — the whole object is never downloaded for inspect/verify."""
-    if file.lower().startswith(("s3://", "gs://")):
-        from ..errors import UsageError
-        from ..repository import open_repository
-
-        if file.endswith(".age"):
-            raise UsageError(f"{file} is age-encrypted; `mmops verify --restore-test --identity "
-                             "KEY` or a restore decrypts it.")
-        parent, _, name = file.rpartition("/")
-        return open_repository(parent).open(name)
-    if not Path(file).is_file():
-        raise click.BadParameter(f"{file!r} is not a file.", param_hint="FILE")
-    return Path(file)
-
-
 @click.command()
 @click.argument("file", metavar="FILE")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def inspect(file: str, as_json: bool) -> None:
+@click.option("--identity", envvar="AGE_IDENTITY",
+              help="age identity file that opens a .mmops.age backup to read its manifest; "
+              "without it, what the backup's clear-text sidecar (NAME.meta.json) says.")
+def inspect(file: str, as_json: bool, identity: str | None) -> None:
     """Print a backup's manifest (fast: reads no table data). FILE may be an s3:// or gs://
     object URL."""
     from ..archive import read_manifest
+    from ..jobs.read_backup import readable_backup
 
-    manifest = read_manifest(_archive_source(file))
+    if file.endswith(".age") and not identity:
+        _inspect_sidecar(file, as_json)
+        return
+    with readable_backup(file, identity) as source:
+        manifest = read_manifest(source)
     if as_json:
         echo_json(manifest)
         return
-    click.echo(f"file:      {file}")
+    click.echo(f"file:      {file}" + ("  (age-encrypted, opened with the identity)"
+                                          if file.endswith(".age") else ""))
     click.echo(
         f"database:  {manifest.get('database')}  (PostgreSQL {manifest.get('server_version')})"
     )
@@ -212,3 +207,27 @@ def inspect(file: str, as_json: bool) -> None:
                    f"{human_size(t['stored_bytes']):>10}")
 
 
+
+
+def _inspect_sidecar(file: str, as_json: bool) -> None:
+    """An encrypted backup without the identity: what its clear-text sidecar says."""
+    from ..errors import UsageError
+    from ..jobs.read_backup import sidecar
+
+    meta = sidecar(file)
+    if meta is None:
+        raise UsageError(f"{file} is age-encrypted and has no sidecar ({Path(file).name}"
+                         ".meta.json) beside it: pass --identity FILE (AGE_IDENTITY) to read "
+                         "its manifest.")
+    if as_json:
+        echo_json({"file": file, "encrypted": True, "source": "sidecar", "sidecar": meta})
+        return
+    click.echo(f"file:      {file}  (age-encrypted: from its sidecar; --identity FILE shows "
+               "the manifest)")
+    click.echo(f"database:  {meta.get('database')}  (PostgreSQL {meta.get('server_version')})")
+    click.echo(f"created:   {meta.get('created_at')}")
+    click.echo(f"alembic:   {meta.get('alembic_revision') or '-'}")
+    size = meta.get("size")
+    click.echo(f"kind:      {meta.get('kind') or '?'}, "
+               f"{human_size(size) if isinstance(size, int) else '? bytes'}")
+    click.echo(f"tables:    {meta.get('tables', '?')}, {meta.get('rows', '?')} rows")
