@@ -121,3 +121,15 @@ def test_fleet_and_sandbox_options_work_after_the_subcommand(tmp_path: Path) -> 
     assert res.exit_code == 1 and "not running" in res.output
     res = CliRunner().invoke(main, ["fleet", "backup", "--hosts", str(tmp_path / "no.toml")])
     assert res.exit_code != 2 or "No such option" not in res.output
+
+
+def test_shell_completion_as_the_readme_documents_it() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert 'eval "$(_MMOPS_COMPLETE=bash_source mmops)"' in readme
+    script = subprocess.run([MMOPS], env={"_MMOPS_COMPLETE": "bash_source", "PATH": "/usr/bin"},
+                            capture_output=True, text=True).stdout
+    assert "_mmops_completion" in script
+    words = subprocess.run([MMOPS], capture_output=True, text=True, env={
+        "_MMOPS_COMPLETE": "bash_complete", "COMP_WORDS": "mmops repo prune --re",
+        "COMP_CWORD": "3", "PATH": "/usr/bin"}).stdout
+    assert "--repo" in words  # the group's option, offered after the subcommand too
