@@ -121,12 +121,18 @@ def restore(
               help="Output format: a plain SQL script for psql.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Output file (default: FILE with a .sql suffix).")
-def export(file: Path, fmt: str, output: Path | None) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the path, tables, rows and bytes written as JSON on stdout.")
+def export(file: Path, fmt: str, output: Path | None, as_json: bool) -> None:
     """Write a backup as a plain SQL script that `psql -v ON_ERROR_STOP=1 -f` restores."""
     from ..interop.sql_export import export_sql
 
     target = output or file.with_suffix(".sql")
     result = export_sql(file, target)
+    if as_json:
+        echo_json({"path": str(result.path), "tables": result.tables, "rows": result.rows,
+                   "bytes_written": result.bytes_written})
+        return
     click.echo(result.path)
     click.echo(f"{result.tables} tables, {result.rows} rows, {human_size(result.bytes_written)}",
                err=True)

@@ -67,7 +67,7 @@ def test_every_environment_variable_of_the_cli_is_a_variable_make_knows() -> Non
 
 REPORTING = [
     ("repo", "list"), ("repo", "prune"), ("check",), ("backup",), ("restore",), ("verify",),
-    ("inspect",), ("remote", "setup"), ("remote", "backup"), ("remote", "restore"),
+    ("inspect",), ("export",), ("remote", "setup"), ("remote", "backup"), ("remote", "restore"),
     ("remote", "status"), ("remote", "doctor"), ("tunnel", "backup"), ("tunnel", "restore"),
     ("schedule", "install"), ("schedule", "status"), ("schedule", "remove"),
     ("schedule", "test-notify"), ("notify", "test"), ("sandbox", "start"),
