@@ -29,11 +29,11 @@ def _settings(remote: dict[str, Any]) -> Any:
 def _opener(remote: dict[str, Any]) -> Any:
     from ..transport.agent import open_agent
 
-    settings = _settings(remote)
-
     @contextlib.contextmanager
     def open_transport() -> Iterator[Any]:
-        with open_agent(settings, notice=notice) as transport:
+        # resolved here, not before: without HOST this starts the sandbox, which a usage
+        # error (a missing backup file) must not do
+        with open_agent(_settings(remote), notice=notice) as transport:
             yield transport
 
     return open_transport

@@ -30,11 +30,11 @@ SSH = ssh_options()
 def _opener(remote: dict[str, Any], safety_dir: Path) -> Any:
     from ..transport.tunnel import open_tunnel
 
-    settings = remote_settings(remote, notice)
-
     @contextlib.contextmanager
     def open_transport() -> Iterator[Any]:
-        with open_tunnel(settings, safety_dir) as transport:
+        # resolved here, not before: without HOST this starts the sandbox, which a usage
+        # error (a missing backup file) must not do
+        with open_tunnel(remote_settings(remote, notice), safety_dir) as transport:
             notice(f"tunnel: {transport.session.describe()}")
             yield transport
 

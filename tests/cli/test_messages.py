@@ -74,3 +74,19 @@ def test_agent_authentication_error_names_the_servers_env_file(provisioned: Remo
     assert res.returncode == 5, res.stdout + res.stderr
     assert f"The DATABASE_URL in {env} on " in res.stderr
     assert "not-the-password" not in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("group", ["tunnel", "remote"])
+def test_a_missing_backup_file_without_host_starts_no_sandbox(tmp_path: Path, group: str
+                                                              ) -> None:
+    state = tmp_path / "sandbox"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MMOPS_SANDBOX_DIR": str(state),
+           "MMOPS_SANDBOX_USER": "mmops-test-nosb"}
+    try:
+        res = subprocess.run([MMOPS, group, "restore", "nightly-typo.mmops"], env=env,
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 2, res.stderr
+        assert "Backup file nightly-typo.mmops does not exist" in res.stderr
+        assert "sandbox" not in res.stderr and not state.exists()
+    finally:
+        subprocess.run([MMOPS, "sandbox", "stop"], env=env, capture_output=True, timeout=120)
