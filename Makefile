@@ -58,8 +58,9 @@ SANDBOX_NOTE = $(if $(HOST)$(HOSTS),,@echo "make $@: no HOST given, so the serve
 
 # scripts/bootstrap installs what a fresh Debian machine lacks (system packages with apt-get as
 # root, else it names the command; the postgres OS user; npm packages): `.ci/run` runs it too.
-# One stamp per purpose (test, demo), remade when the script changes.
-$(BOOTSTRAP_DIR)/%: scripts/bootstrap
+# One stamp per purpose (test, demo), remade when the script or an npm manifest changes.
+NPM_MANIFESTS := $(shell git ls-files -- 'package.json' '*/package.json' 'package-lock.json' '*/package-lock.json' 2>/dev/null)
+$(BOOTSTRAP_DIR)/%: scripts/bootstrap $(NPM_MANIFESTS)
 	scripts/bootstrap $*
 	@mkdir -p $(@D) && touch $@
 
