@@ -98,3 +98,14 @@ def test_no_host_says_first_that_the_sandbox_is_the_server(stub_venv: Path) -> N
     with_host = _make(f"VENV={stub_venv / 'venv'}", f"BOOTSTRAP_DIR={stub_venv / 'bootstrap'}",
                       "db-restore-ops", "BACKUP=latest", "HOST=app")
     assert "sandbox" not in with_host.stderr + with_host.stdout
+
+
+def test_from_database_needs_no_backup_and_reaches_the_cli(stub_venv: Path) -> None:
+    res = _make(f"VENV={stub_venv / 'venv'}", f"BOOTSTRAP_DIR={stub_venv / 'bootstrap'}",
+                "db-restore-ssh", "HOST=staging", "FROM_DATABASE=markdown", "FORCE=1")
+    assert res.returncode == 0, res.stderr
+    assert ("<tunnel><restore><--host><staging><--backup-dir><./backups><--force>"
+            "<--from-database><markdown>") in res.stdout
+    usage = _make(f"VENV={stub_venv / 'venv'}", f"BOOTSTRAP_DIR={stub_venv / 'bootstrap'}",
+                  "db-restore-ssh", "HOST=staging")
+    assert usage.returncode == 2 and "usage: make db-restore-ssh BACKUP=" in usage.stderr
