@@ -14,6 +14,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from ..dburl import refused_credentials_hint
 from ..errors import AuthenticationError, OpsError, RemoteError
 from .handlers import COMMANDS
 from .protocol import Emitter, Inbox
@@ -47,9 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = exc.hint
         env_file = getattr(args, "env_file", None)
         if isinstance(exc, AuthenticationError) and env_file:  # where the URL came from
-            hint = (f"The DATABASE_URL in {env_file} on {args.host} holds the user and "
-                    "password PostgreSQL refused: fix them there (the agent reads only that "
-                    "file).")
+            hint = refused_credentials_hint(env_file, args.host)
         out.message("error", kind=type(exc).__name__, message=exc.message, hint=hint,
                     exit_code=exc.exit_code)
         return exc.exit_code

@@ -90,3 +90,21 @@ def test_a_missing_backup_file_without_host_starts_no_sandbox(tmp_path: Path, gr
         assert "sandbox" not in res.stderr and not state.exists()
     finally:
         subprocess.run([MMOPS, "sandbox", "stop"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.mark.sshd
+@pytest.mark.postgres
+def test_tunnel_authentication_error_names_the_servers_env_file(remote: Remote,
+                                                                tmp_path: Path) -> None:
+    wrong = remote.url
+    env_file = remote.write_server_file(
+        "tunnel-wrong-password.env",
+        f"DATABASE_URL=postgresql://{wrong.username}:not-the-password@{wrong.host}:"
+        f"{wrong.port}/{wrong.database}\n")
+    res = subprocess.run([MMOPS, "tunnel", "backup"], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path,
+                         env=remote.cmd_env(ENV_FILE=str(env_file),
+                                            BACKUP_DIR=str(tmp_path / "b")))
+    assert res.returncode == 5, res.stdout + res.stderr
+    assert f"The DATABASE_URL in {env_file} on " in res.stderr
+    assert "not-the-password" not in res.stdout + res.stderr
