@@ -178,6 +178,13 @@ def read_env_file(path: Path) -> DbUrl:
     return database_url_from_dotenv(path.read_text(), source=str(path))
 
 
+def refused_credentials_hint(env_file: str, host: str) -> str:
+    """What to fix when PostgreSQL refuses the user or password of a DATABASE_URL that came
+    from ``env_file`` on the server ``host`` (agent and tunnel mode say the same)."""
+    return (f"The DATABASE_URL in {env_file} on {host} holds the user and password PostgreSQL "
+            "refused: fix them there (mmops reads only that file).")
+
+
 def resolve_database_url(
     *, database_url: str | None, env_file: Path | None, environ: dict[str, str] | None = None
 ) -> DbUrl:

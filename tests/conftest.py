@@ -29,11 +29,17 @@ from tests.repository.servers import (
 IN_CI = os.environ.get("CI") == "true"
 
 
+def require(present: bool, what: str) -> None:
+    """What scripts/bootstrap installs (system packages; `make test` runs it first, and so does
+    CI) or the test venv holds: a test never skips for it, it fails naming the fix."""
+    if not present:
+        pytest.fail(f"{what} is missing: `scripts/bootstrap test` installs it (`make test` runs "
+                    "it), the test venv comes from `make venv`.")
+
+
 def _server(bindir: Path | None, what: str) -> Iterator[PostgresServer]:
-    if bindir is None:
-        if IN_CI:
-            pytest.fail(f"{what} is required in CI but its binaries are missing")
-        pytest.skip(f"{what} binaries are not installed on this machine")
+    require(bindir is not None, what)
+    assert bindir is not None
     base = Path(tempfile.mkdtemp(prefix="mmops-test-pg-"))
     server = PostgresServer(base_dir=base, bindir=bindir)
     server.start()
@@ -101,10 +107,7 @@ def sshd() -> Iterator[SshServer]:  # noqa: F821 - imported below, kept with the
     from ops.sandbox.sshd import SSHD as SSHD_BINARY
     from ops.sandbox.sshd import SshServer, unique_login_user
 
-    if not SSHD_BINARY.exists():
-        if IN_CI:
-            pytest.fail(f"OpenSSH sshd is required in CI but {SSHD_BINARY} is missing")
-        pytest.skip(f"OpenSSH server not installed ({SSHD_BINARY} missing): {SSHD_INSTALL_HINT}")
+    require(SSHD_BINARY.exists(), f"OpenSSH server ({SSHD_BINARY}; {SSHD_INSTALL_HINT})")
     base = Path(tempfile.mkdtemp(prefix="mmops-test-sshd-"))
     user = unique_login_user() if os.geteuid() == 0 else None
     server = SshServer(state_dir=base / "sshd", login_user=user)
@@ -123,11 +126,9 @@ def sshd() -> Iterator[SshServer]:  # noqa: F821 - imported below, kept with the
 def _serve(binary: Path | None, what: str, start: Callable[[Path], Any],
            end: Callable[[Any], None]) -> Iterator[Any]:
     """Start the server ``binary`` for the session (``what`` names it when it is missing: a
-    failure in CI, a skip elsewhere); ``end`` stops its process, then its files go."""
-    if binary is None:
-        if IN_CI:
-            pytest.fail(f"{what} is required in CI but is not installed")
-        pytest.skip(f"{what} is not installed here")
+    failure); ``end`` stops its process, then its files go."""
+    require(binary is not None, what)
+    assert binary is not None
     server = start(binary)
     try:
         yield server

@@ -106,10 +106,9 @@ def remote() -> Iterator[Remote]:
     """The sandbox started through the CLI into a private state dir, with its own login user."""
     if os.geteuid() != 0:
         pytest.skip("the remote suite reads the server side directly; run it as root (CI does)")
-    if not SSHD.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{SSHD} is required in CI")
-        pytest.skip(f"{SSHD} missing: apt-get install -y openssh-server")
+    from tests.conftest import require
+
+    require(SSHD.exists(), f"OpenSSH server ({SSHD})")
     base = Path(tempfile.mkdtemp(prefix="mmops-test-remote-"))
     os.chmod(base, 0o755)
     env = dict(os.environ)

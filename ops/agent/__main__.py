@@ -14,7 +14,8 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from ..errors import OpsError, RemoteError
+from ..dburl import refused_credentials_hint
+from ..errors import AuthenticationError, OpsError, RemoteError
 from .handlers import COMMANDS
 from .protocol import Emitter, Inbox
 
@@ -44,7 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = COMMANDS[args.command](args, out, inbox)
     except OpsError as exc:
-        out.message("error", kind=type(exc).__name__, message=exc.message, hint=exc.hint,
+        hint = exc.hint
+        env_file = getattr(args, "env_file", None)
+        if isinstance(exc, AuthenticationError) and env_file:  # where the URL came from
+            hint = refused_credentials_hint(env_file, args.host)
+        out.message("error", kind=type(exc).__name__, message=exc.message, hint=hint,
                     exit_code=exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:

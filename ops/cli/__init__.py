@@ -35,6 +35,19 @@ for command in (backup, restore, verify, inspect, export, sandbox, remote, tunne
     main.add_command(command)
 
 
+def _show_envvars(command: click.Command) -> None:
+    """Every option read from an environment variable (a Make variable) says so in --help."""
+    for param in command.params:
+        if isinstance(param, click.Option) and param.envvar:
+            param.show_envvar = True
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _show_envvars(sub)
+
+
+_show_envvars(main)
+
+
 def run() -> None:  # pragma: no cover - console entry for `python -m ops.cli`
     sys.exit(main())
 

@@ -35,7 +35,21 @@ def _finish_unknown(reason: str, *, as_json: bool) -> None:
     click.get_current_context().exit(result.status)
 
 
-@click.command("check")
+class NagiosCommand(click.Command):
+    """A usage error (unknown option, missing --repo, bad number) is UNKNOWN, exit 3, with the
+    one status line — never click's exit 2, which a monitoring system reads as CRITICAL."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        as_json = "--json" in args  # before parsing, which consumes args
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            _finish_unknown(f"usage: {exc.format_message()} (mmops check --help)",
+                            as_json=as_json)
+            raise AssertionError("unreachable") from exc
+
+
+@click.command("check", cls=NagiosCommand)
 @click.option("--repo", envvar=["REPO", "MMOPS_REPO"], required=True,
               help="The repository to look in: a directory, s3://BUCKET/PREFIX or "
               "gs://BUCKET/PREFIX (credentials from the AWS_* / GOOGLE_* environment).")

@@ -92,6 +92,10 @@ def restore_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      "s3://BUCKET/PREFIX or gs://BUCKET/PREFIX [default: BACKUP_DIR]."),
         click.option("--identity", envvar="AGE_IDENTITY",
                      help="age identity file that opens .mmops.age backups (stays here)."),
+        click.option("--from-database", envvar="FROM_DATABASE", metavar="NAME",
+                     help="Restore the newest backup of database NAME (FILE may be omitted or "
+                     "`latest`), e.g. production's into staging; over live data only with "
+                     "--force."),
     ]
     for option in reversed(options):
         f = option(f)

@@ -4,6 +4,7 @@ database at DATABASE_URL (direct mode). Parse → call a job → render."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -53,9 +54,11 @@ def _direct(database_url: str | None, env_file: Path | None, safety_dir: Path) -
 
 @click.command()
 @database_options
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("."),
-              show_default=True, help="A directory for the backup file (named <db>-<UTC>.mmops), "
-              "or a file name.")
+@click.option("-o", "--output", type=click.Path(), default=".",
+              show_default=True, help="The file to write (like pg_dump -f), or an existing "
+              "directory (or a path ending in /) to write <db>-<UTC>.mmops into. With --repo, "
+              "--encrypt-to or --keep: the local directory the backup is staged in (the stored "
+              "name is always <db>-<UTC>.mmops), unless it ends in .mmops.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Parallel connections reading one consistent snapshot.")
 @click.option("--tables", "-t", multiple=True,
@@ -67,17 +70,19 @@ def _direct(database_url: str | None, env_file: Path | None, safety_dir: Path) -
 @click.option("--progress-json", is_flag=True, hidden=True)
 @publish_options
 def backup(
-    database_url: str | None, env_file: Path | None, output: Path, jobs: int,
+    database_url: str | None, env_file: Path | None, output: str, jobs: int,
     tables: tuple[str, ...], exclude_tables: tuple[str, ...], level: int, as_json: bool,
     progress_json: bool, repo: str | None, encrypt_to: str | None, lock_days: int | None,
     keep: str | None, keep_local: bool, yield_after: float, backup_lock_timeout: float,
 ) -> None:
     """Take a consistent backup of the database into one verified file (and store it in the
     repository, encrypted, with retention, when asked)."""
-    if output.is_dir() or str(output).endswith("/") or output.suffix != ".mmops":
-        dest, name = output, None
+    publishing = bool(repo or encrypt_to or lock_days or keep)
+    out = Path(output)  # a Path forgets a trailing "/", which says "a directory"
+    if output.endswith(("/", os.sep)) or out.is_dir() or (publishing and out.suffix != ".mmops"):
+        dest, name = out, None
     else:
-        dest, name = output.parent, output.name
+        dest, name = out.parent, out.name
     # An explicit -o is a local copy asked for: with --repo the plain file stays exactly there
     # (else it is staged in a private dir under $TMPDIR only).
     source = click.get_current_context().get_parameter_source("output")
@@ -93,15 +98,15 @@ def backup(
 
 
 @click.command()
-@click.argument("backup", metavar="FILE")
+@click.argument("backup", metavar="[FILE]", required=False)
 @database_options
 @restore_options
 def restore(
-    backup: str, database_url: str | None, env_file: Path | None, mode: str,
+    backup: str | None, database_url: str | None, env_file: Path | None, mode: str,
     tables: tuple[str, ...], yes: bool, force: bool,
     no_owner: bool, no_privileges: bool, lock_timeout: float, keep_safety: int,
     backup_dir: Path, jobs: int, as_json: bool, progress_json: bool, repo: str | None,
-    identity: str | None,
+    identity: str | None, from_database: str | None,
 ) -> None:
     """Restore FILE (a .mmops backup or `latest`, an old JSON backup or a plain SQL dump)
     atomically: plan, typed confirmation when data is replaced, safety backup, restore."""
@@ -110,7 +115,7 @@ def restore(
         mode=mode, tables=tables, yes=yes, force=force,
         no_owner=no_owner, no_privileges=no_privileges, lock_timeout=lock_timeout,
         keep_safety=keep_safety, jobs=jobs, as_json=as_json, progress_json=progress_json,
-        phases=False, repo=repo, identity=identity,
+        phases=False, repo=repo, identity=identity, from_database=from_database,
     )
 
 
@@ -122,12 +127,18 @@ def restore(
               help="Output format: a plain SQL script for psql.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Output file (default: FILE with a .sql suffix).")
-def export(file: Path, fmt: str, output: Path | None) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the path, tables, rows and bytes written as JSON on stdout.")
+def export(file: Path, fmt: str, output: Path | None, as_json: bool) -> None:
     """Write a backup as a plain SQL script that `psql -v ON_ERROR_STOP=1 -f` restores."""
     from ..interop.sql_export import export_sql
 
     target = output or file.with_suffix(".sql")
     result = export_sql(file, target)
+    if as_json:
+        echo_json({"path": str(result.path), "tables": result.tables, "rows": result.rows,
+                   "bytes_written": result.bytes_written})
+        return
     click.echo(result.path)
     click.echo(f"{result.tables} tables, {result.rows} rows, {human_size(result.bytes_written)}",
                err=True)
@@ -145,7 +156,8 @@ def export(file: Path, fmt: str, output: Path | None) -> None:
               help="With --restore-test: FILE is NAME or `latest` in this repository.")
 @click.option("--database", help="With --repo ... latest: the newest backup of this database.")
 @click.option("--identity", envvar="AGE_IDENTITY",
-              help="age identity file that opens .mmops.age backups.")
+              help="age identity file that opens .mmops.age backups (decrypted into a private "
+              "temporary directory, removed afterwards).")
 @click.option("--scratch-url", envvar="SCRATCH_DATABASE_URL",
               help="Restore into this database instead (it is DROPPED and recreated; prefer "
               "the SCRATCH_DATABASE_URL variable: a URL here is visible in the process list).")
@@ -156,6 +168,7 @@ def verify(file: str, as_json: bool, restore_test: bool, repo: str | None,
     from dataclasses import asdict
 
     from ..archive import verify_archive
+    from ..jobs.read_backup import readable_backup
 
     if restore_test:
         from .restore_test import restore_test_command
@@ -163,7 +176,8 @@ def verify(file: str, as_json: bool, restore_test: bool, repo: str | None,
         restore_test_command(file, repo=repo, database=database, identity=identity,
                              scratch_url=scratch_url, as_json=as_json)
         return
-    report = verify_archive(_archive_source(file))
+    with readable_backup(file, identity) as source:
+        report = verify_archive(source)
     if as_json:
         echo_json(asdict(report))
     else:
@@ -171,36 +185,28 @@ def verify(file: str, as_json: bool, restore_test: bool, repo: str | None,
                    f"({human_size(report.stored_bytes)} stored), every checksum matches")
 
 
-def _archive_source(file: str) -> Any:
-    """A local path, or a repository object (``s3://…/NAME.mmops``, ``gs://…``) read by offset
-    — the whole object is never downloaded for inspect/verify."""
-    if file.lower().startswith(("s3://", "gs://")):
-        from ..errors import UsageError
-        from ..repository import open_repository
-
-        if file.endswith(".age"):
-            raise UsageError(f"{file} is age-encrypted; `mmops verify --restore-test --identity "
-                             "KEY` or a restore decrypts it.")
-        parent, _, name = file.rpartition("/")
-        return open_repository(parent).open(name)
-    if not Path(file).is_file():
-        raise click.BadParameter(f"{file!r} is not a file.", param_hint="FILE")
-    return Path(file)
-
-
 @click.command()
 @click.argument("file", metavar="FILE")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def inspect(file: str, as_json: bool) -> None:
+@click.option("--identity", envvar="AGE_IDENTITY",
+              help="age identity file that opens a .mmops.age backup to read its manifest; "
+              "without it, what the backup's clear-text sidecar (NAME.meta.json) says.")
+def inspect(file: str, as_json: bool, identity: str | None) -> None:
     """Print a backup's manifest (fast: reads no table data). FILE may be an s3:// or gs://
     object URL."""
     from ..archive import read_manifest
+    from ..jobs.read_backup import readable_backup
 
-    manifest = read_manifest(_archive_source(file))
+    if file.endswith(".age") and not identity:
+        _inspect_sidecar(file, as_json)
+        return
+    with readable_backup(file, identity) as source:
+        manifest = read_manifest(source)
     if as_json:
         echo_json(manifest)
         return
-    click.echo(f"file:      {file}")
+    click.echo(f"file:      {file}" + ("  (age-encrypted, opened with the identity)"
+                                          if file.endswith(".age") else ""))
     click.echo(
         f"database:  {manifest.get('database')}  (PostgreSQL {manifest.get('server_version')})"
     )
@@ -213,3 +219,27 @@ def inspect(file: str, as_json: bool) -> None:
                    f"{human_size(t['stored_bytes']):>10}")
 
 
+
+
+def _inspect_sidecar(file: str, as_json: bool) -> None:
+    """An encrypted backup without the identity: what its clear-text sidecar says."""
+    from ..errors import UsageError
+    from ..jobs.read_backup import sidecar
+
+    meta = sidecar(file)
+    if meta is None:
+        raise UsageError(f"{file} is age-encrypted and has no sidecar ({Path(file).name}"
+                         ".meta.json) beside it: pass --identity FILE (AGE_IDENTITY) to read "
+                         "its manifest.")
+    if as_json:
+        echo_json({"file": file, "encrypted": True, "source": "sidecar", "sidecar": meta})
+        return
+    click.echo(f"file:      {file}  (age-encrypted: from its sidecar; --identity FILE shows "
+               "the manifest)")
+    click.echo(f"database:  {meta.get('database')}  (PostgreSQL {meta.get('server_version')})")
+    click.echo(f"created:   {meta.get('created_at')}")
+    click.echo(f"alembic:   {meta.get('alembic_revision') or '-'}")
+    size = meta.get("size")
+    click.echo(f"kind:      {meta.get('kind') or '?'}, "
+               f"{human_size(size) if isinstance(size, int) else '? bytes'}")
+    click.echo(f"tables:    {meta.get('tables', '?')}, {meta.get('rows', '?')} rows")

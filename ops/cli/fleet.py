@@ -18,40 +18,49 @@ import click
 
 from ..errors import Interrupted, OpsError
 from .common import echo_json, human_size
+from .shared import SharedOptions
 
 if TYPE_CHECKING:
     from ..fleet import FleetResult
 
 
+FLEET = SharedOptions(
+    click.option("--hosts", "hosts", envvar="HOSTS", show_envvar=True,
+                 type=click.Path(path_type=Path, dir_okay=True),
+                 help="The inventory (TOML): [defaults] and one [hosts.NAME] table per "
+                 "host with its settings (env_file, repo, ...). Required."),
+    click.option("--parallel", "-p", envvar="PARALLEL", show_envvar=True,
+                 type=click.IntRange(1, 64), default=4, show_default=True,
+                 help="Hosts at most at once."),
+    click.option("--log-dir", envvar="FLEET_LOG_DIR", show_envvar=True,
+                 type=click.Path(path_type=Path, file_okay=False),
+                 help="Where each host's log goes [.state/fleet/<UTC>-<command>]."),
+)
+
+
 def _fleet_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option("--hosts", "hosts", envvar="HOSTS", required=True,
-                     type=click.Path(path_type=Path, dir_okay=True),
-                     help="The inventory (TOML): [defaults] and one [hosts.NAME] table per "
-                     "host with its settings (env_file, repo, ...)."),
-        click.option("--parallel", "-p", envvar="PARALLEL", type=click.IntRange(1, 64),
-                     default=4, show_default=True, help="Hosts at most at once."),
-        click.option("--log-dir", envvar="FLEET_LOG_DIR",
-                     type=click.Path(path_type=Path, file_okay=False),
-                     help="Where each host's log goes [.state/fleet/<UTC>-<command>]."),
-        click.option("--json", "as_json", is_flag=True,
-                     help="Print the summary as JSON on stdout."),
-        click.option("--quiet", "-q", is_flag=True,
-                     help="Do not echo the hosts' output (it is still in their logs)."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    f = click.option("--quiet", "-q", is_flag=True,
+                     help="Do not echo the hosts' output (it is still in their logs).")(f)
+    f = click.option("--json", "as_json", is_flag=True,
+                     help="Print the summary as JSON on stdout.")(f)
+    return FLEET.command(f)
 
 
 @click.group("fleet")
+@FLEET.group
 def fleet() -> None:
-    """Run setup, backup or schedule on every host of an inventory, in parallel."""
+    """Run setup, backup or schedule on every host of an inventory, in parallel. --hosts,
+    --parallel and --log-dir work before or after the subcommand."""
 
 
-def _run(command_name: str, hosts: Path, parallel: int, log_dir: Path | None, as_json: bool,
-         quiet: bool) -> None:
+def _run(command_name: str, hosts: Path | None, parallel: int, log_dir: Path | None,
+         as_json: bool, quiet: bool) -> None:
+    from ..errors import UsageError
     from ..fleet import COMMANDS, default_log_dir, load_inventory, run_fleet
+
+    if hosts is None:
+        raise UsageError(f"mmops fleet {command_name} needs the inventory: --hosts FILE.toml "
+                         "(make: HOSTS=FILE.toml).")
 
     environ = dict(os.environ)
     inventory = load_inventory(hosts, environ)
@@ -119,7 +128,7 @@ def render_summary(result: FleetResult) -> None:
 
 def _command(name: str, doc: str) -> click.Command:
     @_fleet_options
-    def command(hosts: Path, parallel: int, log_dir: Path | None, as_json: bool,
+    def command(hosts: Path | None, parallel: int, log_dir: Path | None, as_json: bool,
                 quiet: bool) -> None:
         _run(name, hosts, parallel, log_dir, as_json, quiet)
 

@@ -49,7 +49,7 @@ def notify() -> None:
 
 
 @notify.command("test")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def test_cmd(as_json: bool) -> None:
     """Send a test notification to every NOTIFY target (exit 14 if one fails)."""
     from ..notify import Event, send
@@ -71,7 +71,7 @@ def test_cmd(as_json: bool) -> None:
               required=True, help="How it ended.")
 @click.option("--message", required=True, help="The one sentence to send.")
 @click.option("--host", default=None, help="Where it ran [this machine's name].")
-@click.option("--database", default=None)
+@click.option("--database", default=None, help="The database the event is about.")
 def send_cmd(kind: str, result: str, message: str, host: str | None,
              database: str | None) -> None:
     """Send one event to every NOTIFY target (for CI jobs and your own scripts; exit 14 if a

@@ -17,72 +17,47 @@ import click
 from ..errors import OpsError
 from .common import echo_json, notice, publish_options, publish_request, restore_options
 from .flows import backup_command, restore_command
+from .shared import agent_options, remote_settings
+
+SSH = agent_options()
 
 
-def _settings(ctx: click.Context) -> Any:
-    from ..config import resolve_settings
-
-    o = ctx.obj
-    return resolve_settings(
-        host=o["host"], ssh_config=o["ssh_config"], env_file=o["env_file"],
-        ops_dir=o["ops_dir"], python=o["python"],
-        accept_new_host_key=o["accept_new_host_key"], notice=notice,
-    )
+def _settings(remote: dict[str, Any]) -> Any:
+    return remote_settings(remote, notice)
 
 
-def _opener(ctx: click.Context) -> Any:
+def _opener(remote: dict[str, Any]) -> Any:
     from ..transport.agent import open_agent
-
-    settings = _settings(ctx)
 
     @contextlib.contextmanager
     def open_transport() -> Iterator[Any]:
-        with open_agent(settings, notice=notice) as transport:
+        # resolved here, not before: without HOST this starts the sandbox, which a usage
+        # error (a missing backup file) must not do
+        with open_agent(_settings(remote), notice=notice) as transport:
             yield transport
 
     return open_transport
 
 
 @click.group("remote")
-@click.option("--host", envvar="HOST", help="user@host[:port] or ssh_config alias (default: "
-              "the local sandbox).")
-@click.option("--ssh-config", envvar="SSH_CONFIG", help="ssh_config file (default: yours).")
-@click.option("--env-file", envvar="ENV_FILE",
-              help="Server-side dotenv file with DATABASE_URL [/etc/markdown-manager.env].")
-@click.option("--ops-dir", envvar="OPS_DIR", help="Agent dir on the server "
-              "[~/markdown-manager-ops].")
-@click.option("--python", "python", envvar="REMOTE_PYTHON",
-              help="The server's python to build the venv with [python3].")
-@click.option("--accept-new-host-key", is_flag=True, envvar="ACCEPT_NEW_HOST_KEY",
-              help="Accept and save an unknown host key (never a changed one).")
-@click.pass_context
-def remote(
-    ctx: click.Context, host: str | None, ssh_config: str | None, env_file: str | None,
-    ops_dir: str | None, python: str | None, accept_new_host_key: bool,
-) -> None:
-    """Run backups and restores on the app server over SSH (the remote-ops agent)."""
-    ctx.obj = {
-        "host": host or None,
-        "ssh_config": ssh_config or None,
-        "env_file": env_file or None,
-        "ops_dir": ops_dir or None,
-        "python": python or None,
-        "accept_new_host_key": accept_new_host_key,
-    }
+@SSH.group
+def remote() -> None:
+    """Run backups and restores on the app server over SSH (the remote-ops agent). The SSH
+    options work before or after the subcommand."""
 
 
 @remote.command("setup")
-@click.option("--offline", is_flag=True, envvar="OFFLINE",
+@click.option("--offline", is_flag=True, envvar="OFFLINE", show_envvar=True,
               help="Ship a wheelhouse: the server needs no package index.")
 @click.option("--force", is_flag=True, help="Reinstall even when the agent is current.")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def setup_cmd(ctx: click.Context, offline: bool, force: bool, as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@SSH.command
+def setup_cmd(offline: bool, force: bool, as_json: bool, **remote: Any) -> None:
     """Provision OPS_DIR/venv on the server with this package (idempotent)."""
     from ..provision.install import setup
     from ..ssh.connection import connect
 
-    settings = _settings(ctx)
+    settings = _settings(remote)
     with connect(settings.target) as conn:
         for line in settings.target.accepted:
             notice(f"Accepted and saved new host key: {line}")
@@ -100,23 +75,25 @@ def setup_cmd(ctx: click.Context, offline: bool, force: bool, as_json: bool) -> 
 
 @remote.command("backup")
 @click.option("--backup-dir", envvar="BACKUP_DIR", default="./backups", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path))
-@click.option("--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 64))
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Local directory the verified backup is pulled into.")
+@click.option("--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Parallel connections reading one consistent snapshot on the server.")
 @click.option("--tables", "-t", multiple=True, envvar="TABLES",
               help="Only these tables (patterns, comma/space separated).")
 @click.option("--exclude-tables", "-T", multiple=True, envvar="EXCLUDE_TABLES",
               help="Skip these tables (patterns).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--progress-json", is_flag=True, hidden=True)
 @publish_options
 @click.option("--repo-env-file", envvar="REPO_ENV_FILE",
               help="Server-side dotenv file with the storage settings (AWS_*, …) [ENV_FILE].")
-@click.pass_context
+@SSH.command
 def backup_cmd(
-    ctx: click.Context, backup_dir: Path, jobs: int, tables: tuple[str, ...],
+    backup_dir: Path, jobs: int, tables: tuple[str, ...],
     exclude_tables: tuple[str, ...], as_json: bool, progress_json: bool, repo: str | None,
     encrypt_to: str | None, lock_days: int | None, keep: str | None, keep_local: bool,
-    yield_after: float, backup_lock_timeout: float, repo_env_file: str | None,
+    yield_after: float, backup_lock_timeout: float, repo_env_file: str | None, **remote: Any,
 ) -> None:
     """Back up the server's database and pull the file into BACKUP_DIR (verified, 0600); with
     REPO, the server uploads it there directly (encrypted with ENCRYPT_TO)."""
@@ -129,38 +106,38 @@ def backup_cmd(
                             publish=publish_request(repo, encrypt_to, lock_days, keep,
                                                     keep_local, default_repo=backup_dir,
                                                     repo_env_file=repo_env_file))
-    backup_command(_opener(ctx), backup_dir, request, as_json=as_json,
+    backup_command(_opener(remote), backup_dir, request, as_json=as_json,
                    progress_json=progress_json, detailed=True)
 
 
 @remote.command("restore")
-@click.argument("backup", envvar="BACKUP", required=True)
+@click.argument("backup", envvar="BACKUP", required=False)
 @restore_options
-@click.pass_context
+@SSH.command
 def restore_cmd(
-    ctx: click.Context, backup: str, mode: str, tables: tuple[str, ...], yes: bool,
-    force: bool,
-    no_owner: bool, no_privileges: bool, lock_timeout: float, keep_safety: int,
+    backup: str | None, mode: str, tables: tuple[str, ...], yes: bool,
+    force: bool, no_owner: bool, no_privileges: bool, lock_timeout: float, keep_safety: int,
     backup_dir: Path, jobs: int,
     as_json: bool, progress_json: bool, repo: str | None, identity: str | None,
+    from_database: str | None, **remote: Any,
 ) -> None:
     """Restore BACKUP (a .mmops file or `latest`, an old JSON backup, or a plain SQL dump)
     into the server's database, atomically (safety backup in OPS_DIR/safety first)."""
     restore_command(
-        _opener(ctx), backup, backup_dir=backup_dir, mode=mode, tables=tables, yes=yes,
-        force=force,
-        no_owner=no_owner, no_privileges=no_privileges, lock_timeout=lock_timeout,
+        _opener(remote), backup, backup_dir=backup_dir, mode=mode, tables=tables, yes=yes,
+        force=force, no_owner=no_owner, no_privileges=no_privileges, lock_timeout=lock_timeout,
         keep_safety=keep_safety, jobs=jobs,
         as_json=as_json, progress_json=progress_json, repo=repo, identity=identity,
+        from_database=from_database,
     )
 
 
 @remote.command("status")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def status_cmd(ctx: click.Context, as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@SSH.command
+def status_cmd(as_json: bool, **remote: Any) -> None:
     """Show the agent on the server and the live database."""
-    with _opener(ctx)() as transport:
+    with _opener(remote)() as transport:
         st = transport.version()
     if as_json:
         echo_json(st)
@@ -175,13 +152,13 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
 
 
 @remote.command("doctor")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def doctor_cmd(ctx: click.Context, as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@SSH.command
+def doctor_cmd(as_json: bool, **remote: Any) -> None:
     """Check SSH, host key, python/venv, agent, env file, DATABASE_URL, database, disk."""
     from ..provision.doctor import run_doctor
 
-    report = run_doctor(_settings(ctx))
+    report = run_doctor(_settings(remote))
     if as_json:
         echo_json(report.to_dict())
     else:

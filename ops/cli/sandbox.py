@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import ConfigError
+from .shared import SharedOptions
 
 if TYPE_CHECKING:
     from ..sandbox import manager
@@ -23,11 +24,12 @@ def _manager() -> ModuleType:
 
     return manager
 
-_dir_option = click.option(
+DIR = SharedOptions(click.option(
     "--dir", "state_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
     envvar="MMOPS_SANDBOX_DIR", show_envvar=True,
     help="State dir of the sandbox [default: ./.state/sandbox].",
-)
+))
+_dir_option = DIR.command
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
@@ -57,8 +59,10 @@ def _render_status(st: manager.SandboxStatus) -> str:
 
 
 @click.group()
+@DIR.group
 def sandbox() -> None:
-    """A throwaway PostgreSQL + real sshd on 127.0.0.1 holding a markdown-manager-like app."""
+    """A throwaway PostgreSQL + real sshd on 127.0.0.1 holding a markdown-manager-like app.
+    --dir works before or after the subcommand."""
 
 
 @sandbox.command()

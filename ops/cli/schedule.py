@@ -11,43 +11,24 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from ..errors import UsageError
 from .common import echo_json, notice
+from .shared import agent_options, remote_settings
 
-
-def _remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option("--host", envvar="HOST", help="user@host[:port] or ssh_config alias "
-                     "(default: the local sandbox)."),
-        click.option("--ssh-config", envvar="SSH_CONFIG", help="ssh_config file."),
-        click.option("--env-file", envvar="ENV_FILE", help="Server-side dotenv file with "
-                     "DATABASE_URL [/etc/markdown-manager.env]."),
-        click.option("--ops-dir", envvar="OPS_DIR", help="Agent dir on the server "
-                     "[~/markdown-manager-ops]."),
-        click.option("--python", "python", envvar="REMOTE_PYTHON",
-                     help="The server's python to build the venv with [python3]."),
-        click.option("--accept-new-host-key", is_flag=True, envvar="ACCEPT_NEW_HOST_KEY",
-                     help="Accept and save an unknown host key (never a changed one)."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+SSH = agent_options()
+_remote_options = SSH.command
 
 
 @contextlib.contextmanager
 def _agent(o: dict[str, Any]) -> Iterator[Any]:
-    from ..config import resolve_settings
     from ..transport.agent import open_agent
 
-    settings = resolve_settings(
-        host=o["host"] or None, ssh_config=o["ssh_config"] or None,
-        env_file=o["env_file"] or None, ops_dir=o["ops_dir"] or None,
-        python=o["python"] or None, accept_new_host_key=o["accept_new_host_key"], notice=notice)
+    settings = remote_settings(o, notice)
     with open_agent(settings, notice=notice) as transport:
         yield transport
 
@@ -64,8 +45,10 @@ def _call(transport: Any, command: str, **message: Any) -> dict[str, Any]:
 
 
 @click.group("schedule")
+@SSH.group
 def schedule() -> None:
-    """Scheduled backups on the server: systemd timer (or cron), lock, stall timeout, status."""
+    """Scheduled backups on the server: systemd timer (or cron), lock, stall timeout, status.
+    The SSH options work before or after the subcommand."""
 
 
 @schedule.command("install")
@@ -86,11 +69,13 @@ def schedule() -> None:
 @click.option("--repo-env-file", envvar="REPO_ENV_FILE",
               help="Server-side dotenv file with storage settings [ENV_FILE].")
 @click.option("--scheduler", envvar="SCHEDULER", default="auto", show_default=True,
-              type=click.Choice(["auto", "systemd-system", "systemd-user", "cron"]))
+              type=click.Choice(["auto", "systemd-system", "systemd-user", "cron"]),
+              help="What runs the backup: auto = system units with sudo -n, else user units "
+              "when systemd runs, else cron.")
 @click.option("--test-restore", envvar="TEST_RESTORE",
               help="Calendar of a scheduled test restore on the server, e.g. "
               "'Sun *-*-* 04:00:00 UTC' (unencrypted repositories only).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def install_cmd(repo: str, encrypt_to: str | None, keep: str | None, lock_days: int | None,
                 calendar: str, randomized_delay: str, stall: float, repo_env_file: str | None,
                 scheduler: str, test_restore: str | None, as_json: bool, **remote: Any) -> None:
@@ -151,7 +136,7 @@ def install_cmd(repo: str, encrypt_to: str | None, keep: str | None, lock_days: 
 
 @schedule.command("remove")
 @_remote_options
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def remove_cmd(as_json: bool, **remote: Any) -> None:
     """Remove the scheduled backup (timer and units, or the crontab entry, and its secrets)."""
     with _agent(remote) as transport:
@@ -168,7 +153,7 @@ def remove_cmd(as_json: bool, **remote: Any) -> None:
 
 @schedule.command("status")
 @_remote_options
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def status_cmd(as_json: bool, **remote: Any) -> None:
     """Show the schedule: next run, last run, last result."""
     with _agent(remote) as transport:
@@ -206,7 +191,7 @@ def status_cmd(as_json: bool, **remote: Any) -> None:
 
 @schedule.command("test-notify")
 @_remote_options
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def test_notify_cmd(as_json: bool, **remote: Any) -> None:
     """Send a test notification from the server to the schedule's NOTIFY targets (exit 14
     if one fails)."""

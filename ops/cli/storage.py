@@ -10,6 +10,7 @@ import click
 from ..repository.base import Repository
 from ..repository.verified import StoredBackup, Unverified
 from .common import echo_json, human_size
+from .shared import SharedOptions
 
 
 @click.group()
@@ -31,15 +32,22 @@ def key_generate(output: Path) -> None:
                "as AGE_IDENTITY.", err=True)
 
 
+REPO = SharedOptions(click.option(
+    "--repo", envvar=["REPO", "MMOPS_REPO"], default="backups", show_default=True,
+    show_envvar=True, help="A directory, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX."))
+
+
 @click.group()
-@click.option("--repo", envvar=["REPO", "MMOPS_REPO"], default="backups", show_default=True,
-              help="A directory, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX.")
-@click.pass_context
-def repo(ctx: click.Context, repo: str) -> None:
-    """The backup repository: list and prune (credentials from the AWS_* / GOOGLE_* env)."""
+@REPO.group
+def repo() -> None:
+    """The backup repository: list and prune (credentials from the AWS_* / GOOGLE_* env).
+    --repo works before or after the subcommand."""
+
+
+def _open(spec: str) -> Repository:
     from ..repository import open_repository
 
-    ctx.obj = open_repository(repo)
+    return open_repository(spec)
 
 
 def _row(item: StoredBackup | Unverified) -> dict[str, Any]:
@@ -57,16 +65,16 @@ def _row(item: StoredBackup | Unverified) -> dict[str, Any]:
 
 @repo.command("list")
 @click.option("--database", help="Only this database's backups.")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_obj
-def repo_list(store: object, database: str | None, as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@REPO.command
+def repo_list(repo: str, database: str | None, as_json: bool) -> None:
     """Every backup in the repository, oldest first, by each backup's own timestamp: database,
     UTC time, size, kind (full / tables / safety), alembic revision, encrypted. Files named
     like backups that do not count as one (no readable, consistent sidecar or manifest) are
     listed as damaged, with the reason, and are never chosen, counted or pruned."""
     from ..repository.verified import list_backups
 
-    assert isinstance(store, Repository)
+    store = _open(repo)
     listing = list_backups(store, database=database)
     items: list[StoredBackup | Unverified] = [*listing.backups, *listing.unverified]
     items.sort(key=lambda i: (i.info.created_at, i.name))
@@ -92,18 +100,26 @@ def repo_list(store: object, database: str | None, as_json: bool) -> None:
 @click.option("--keep", envvar="KEEP",
               help='Retention rules, e.g. "daily=7 weekly=4 monthly=12".')
 @click.option("--keep-last", type=click.IntRange(0), help="Keep the N newest.")
-@click.option("--keep-hourly", type=click.IntRange(0))
-@click.option("--keep-daily", type=click.IntRange(0))
-@click.option("--keep-weekly", type=click.IntRange(0))
-@click.option("--keep-monthly", type=click.IntRange(0))
-@click.option("--keep-yearly", type=click.IntRange(0))
+@click.option("--keep-hourly", type=click.IntRange(0), help="Keep the newest of each of the "
+              "last N hours.")
+@click.option("--keep-daily", type=click.IntRange(0), help="Keep the newest of each of the "
+              "last N days.")
+@click.option("--keep-weekly", type=click.IntRange(0), help="Keep the newest of each of the "
+              "last N weeks.")
+@click.option("--keep-monthly", type=click.IntRange(0), help="Keep the newest of each of the "
+              "last N months.")
+@click.option("--keep-yearly", type=click.IntRange(0), help="Keep the newest of each of the "
+              "last N years.")
 @click.option("--keep-within", help="Keep all within this of the newest (e.g. 2d, 12h, 1w).")
 @click.option("--dry-run", is_flag=True, help="Show what would go and why; delete nothing.")
-@click.pass_obj
+@click.option("--json", "as_json", is_flag=True, help="Print what was (or would be) deleted "
+              "and kept as JSON on stdout.")
+@REPO.command
 def repo_prune(
-    store: object, database: str, keep: str | None, keep_last: int | None,
+    repo: str, database: str, keep: str | None, keep_last: int | None,
     keep_hourly: int | None, keep_daily: int | None, keep_weekly: int | None,
     keep_monthly: int | None, keep_yearly: int | None, keep_within: str | None, dry_run: bool,
+    as_json: bool,
 ) -> None:
     """Apply retention to one database's backups (its newest is always kept; safety backups
     and other databases are never touched)."""
@@ -122,11 +138,19 @@ def repo_prune(
     from ..repository.verified import list_backups
     from ..steps.publish import prune
 
-    assert isinstance(store, Repository)
+    store = _open(repo)
     if dry_run:
         listing = list_backups(store, database=database, safety=False)
         plan = plan_retention([(b.name, b.info.created_at) for b in listing.backups],
                               **parse_keep(keep))
+        if as_json:
+            echo_json({"repository": store.url, "database": database, "keep": keep,
+                       "dry_run": True,
+                       "decisions": [{"name": d.name, "keep": d.keep, "reasons": list(d.reasons)}
+                                     for d in plan.decisions],
+                       "ignored": [{"name": b.name, "reason": b.reason}
+                                   for b in listing.unverified]})
+            return
         for d in plan.decisions:
             click.echo(f"{'keep  ' if d.keep else 'delete'} {d.name}  "
                        f"{', '.join(d.reasons)}".rstrip())
@@ -134,8 +158,13 @@ def repo_prune(
             click.echo(f"ignore {bad.name}  not a verified backup: {bad.reason}")
         return
     deleted, locked, unverified = prune(store, database, keep)
-    for name in deleted:
-        click.echo(f"deleted {name}")
+    if as_json:
+        echo_json({"repository": store.url, "database": database, "keep": keep,
+                   "dry_run": False, "deleted": list(deleted), "locked": list(locked),
+                   "ignored": [{"name": b.name, "reason": b.reason} for b in unverified]})
+    else:
+        for name in deleted:
+            click.echo(f"deleted {name}")
     for bad in unverified:
         click.echo(f"warning: left alone: {bad.sentence()}.", err=True)
     for why in locked:

@@ -8,7 +8,7 @@ db-restore-ssh. Parse → open the tunnel transport → the same job every mode 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,39 +22,19 @@ from .common import (
     split_patterns,
 )
 from .flows import backup_command, restore_command
+from .shared import remote_settings, ssh_options
+
+SSH = ssh_options()
 
 
-def _ssh_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option("--host", envvar="HOST", show_envvar=True,
-                     help="user@host, user@host:port or an ssh_config alias "
-                     "[default: the local sandbox]."),
-        click.option("--ssh-config", envvar="SSH_CONFIG", show_envvar=True,
-                     help="An ssh_config file [default: your own]."),
-        click.option("--env-file", envvar="ENV_FILE", show_envvar=True,
-                     help="Dotenv file ON THE SERVER holding DATABASE_URL "
-                     "[default: /etc/markdown-manager.env]."),
-        click.option("--accept-new-host-key", envvar="ACCEPT_NEW_HOST_KEY", is_flag=True,
-                     help="Accept and remember an unknown SSH host key (check its fingerprint)."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def _opener(host: str | None, ssh_config: str | None, env_file: str | None,
-            accept_new_host_key: bool, safety_dir: Path) -> Any:
-    from ..config import resolve_settings
+def _opener(remote: dict[str, Any], safety_dir: Path) -> Any:
     from ..transport.tunnel import open_tunnel
-
-    settings = resolve_settings(
-        host=host, ssh_config=ssh_config, env_file=env_file, ops_dir=None, python=None,
-        accept_new_host_key=accept_new_host_key, notice=notice,
-    )
 
     @contextlib.contextmanager
     def open_transport() -> Iterator[Any]:
-        with open_tunnel(settings, safety_dir) as transport:
+        # resolved here, not before: without HOST this starts the sandbox, which a usage
+        # error (a missing backup file) must not do
+        with open_tunnel(remote_settings(remote, notice), safety_dir) as transport:
             notice(f"tunnel: {transport.session.describe()}")
             yield transport
 
@@ -62,12 +42,14 @@ def _opener(host: str | None, ssh_config: str | None, env_file: str | None,
 
 
 @click.group()
+@SSH.group
 def tunnel() -> None:
-    """Back up / restore the server's database through an SSH tunnel (nothing installed there)."""
+    """Back up / restore the server's database through an SSH tunnel (nothing installed there).
+    The SSH options work before or after the subcommand."""
 
 
 @tunnel.command("backup")
-@_ssh_options
+@SSH.command
 @click.option("--backup-dir", envvar="BACKUP_DIR", show_envvar=True,
               type=click.Path(path_type=Path, file_okay=False), default=Path("backups"),
               show_default=True, help="Local directory for backups.")
@@ -82,11 +64,10 @@ def tunnel() -> None:
 @click.option("--progress-json", is_flag=True, hidden=True)
 @publish_options
 def backup_cmd(
-    host: str | None, ssh_config: str | None, env_file: str | None, accept_new_host_key: bool,
     backup_dir: Path, jobs: int, tables: tuple[str, ...], exclude_tables: tuple[str, ...],
     as_json: bool, progress_json: bool, repo: str | None, encrypt_to: str | None,
     lock_days: int | None, keep: str | None, keep_local: bool, yield_after: float,
-    backup_lock_timeout: float,
+    backup_lock_timeout: float, **remote: Any,
 ) -> None:
     """Dump the server's database into BACKUP_DIR through an SSH tunnel, verified (and store
     it in REPO, encrypted with ENCRYPT_TO, when asked)."""
@@ -97,20 +78,20 @@ def backup_cmd(
                             lock_timeout=backup_lock_timeout,
                             publish=publish_request(repo, encrypt_to, lock_days, keep,
                                                     keep_local, default_repo=backup_dir))
-    opener = _opener(host, ssh_config, env_file, accept_new_host_key, backup_dir / "safety")
+    opener = _opener(remote, backup_dir / "safety")
     backup_command(opener, backup_dir, request, as_json=as_json, progress_json=progress_json)
 
 
 @tunnel.command("restore")
-@click.argument("backup", envvar="BACKUP", required=True)
-@_ssh_options
+@click.argument("backup", envvar="BACKUP", required=False)
+@SSH.command
 @restore_options
 def restore_cmd(
-    backup: str, host: str | None, ssh_config: str | None, env_file: str | None,
-    accept_new_host_key: bool, mode: str, tables: tuple[str, ...], yes: bool, force: bool,
+    backup: str | None, mode: str, tables: tuple[str, ...], yes: bool, force: bool,
     no_owner: bool, no_privileges: bool,
     lock_timeout: float, keep_safety: int, backup_dir: Path, jobs: int, as_json: bool,
-    progress_json: bool, repo: str | None, identity: str | None,
+    progress_json: bool, repo: str | None, identity: str | None, from_database: str | None,
+    **remote: Any,
 ) -> None:
     """Restore BACKUP (a file, or `latest` in BACKUP_DIR) into the server's database by tunnel.
 
@@ -118,10 +99,10 @@ def restore_cmd(
     backup is taken through the same tunnel into BACKUP_DIR/safety and the restore runs in one
     transaction.
     """
-    opener = _opener(host, ssh_config, env_file, accept_new_host_key, backup_dir / "safety")
+    opener = _opener(remote, backup_dir / "safety")
     restore_command(
         opener, backup, backup_dir=backup_dir, mode=mode, tables=tables, yes=yes, force=force,
         no_owner=no_owner, no_privileges=no_privileges,
         lock_timeout=lock_timeout, keep_safety=keep_safety, jobs=jobs, as_json=as_json,
-        progress_json=progress_json, repo=repo, identity=identity,
+        progress_json=progress_json, repo=repo, identity=identity, from_database=from_database,
     )

@@ -75,9 +75,7 @@ def resolve_backup_file(
             )
         name = listing.backups[-1].name
     else:
-        names = {e.name for e in repo.list(spec)} if "/" not in spec else set()
-        if spec not in names:
-            raise UsageError(f"Backup file {spec} does not exist (here or in {repo.url}).")
+        _check_named(spec, repo)
         name = spec
     if isinstance(repo, LocalRepository):
         local = repo.path_of(name)
@@ -96,6 +94,21 @@ def _ignored(unverified: list[Unverified]) -> str:
         return ""
     return (f" ({len(unverified)} file(s) named like one are not verified backups, e.g. "
             f"{unverified[-1].sentence()})")
+
+
+def check_backup_exists(spec: str, repo: Repository) -> None:
+    """Refuse a named backup that is neither a file here nor in ``repo`` — before any SSH
+    connection or tunnel opens. ``latest`` and object URLs are resolved later (the newest
+    backup depends on the target database; an object store is read when the backup is)."""
+    if spec == "latest" or Path(spec).is_file() or spec.lower().startswith(("s3://", "gs://")):
+        return
+    _check_named(spec, repo)
+
+
+def _check_named(spec: str, repo: Repository) -> None:
+    names = {e.name for e in repo.list(spec)} if "/" not in spec else set()
+    if spec not in names:
+        raise UsageError(f"Backup file {spec} does not exist (here or in {repo.url}).")
 
 
 class _Reporting:
@@ -172,11 +185,14 @@ def prepare_restore(
     progress: ProgressCallback | None = None,
     no_owner: bool = False,
     no_privileges: bool = False,
+    from_database: str | None = None,
 ) -> PreparedRestore:
-    """Everything up to the confirmation; changes nothing, refuses early."""
+    """Everything up to the confirmation; changes nothing, refuses early. ``from_database``:
+    ``latest`` is the newest backup of that database instead of the target's own (the plan
+    then refuses it over live data unless ``force``, as for any other database's backup)."""
     live = transport.status()
-    path = resolve_backup_file(spec, repo, live.database, workdir=workdir, identity=identity,
-                               progress=progress)
+    path = resolve_backup_file(spec, repo, from_database or live.database, workdir=workdir,
+                               identity=identity, progress=progress)
     file = inspect_backup_file(path, progress)
     if file.kind is FileKind.ARCHIVE:
         assert file.manifest is not None

@@ -24,6 +24,7 @@ from .. import errors
 from ..engine.results import Progress
 from ..errors import OpsError, RemoteError
 from .commands import quote_command
+from .reason import reason
 
 ProgressSink = Callable[[Progress], None]
 
@@ -69,7 +70,9 @@ class AgentSession:
             self.chan = transport.open_session()
             self.chan.exec_command(quote_command(self.argv))
         except Exception as exc:
-            raise RemoteError(f"Could not start the agent on the server: {exc}") from exc
+            raise RemoteError(
+                f"Could not start the agent on the server: {reason(exc)}."
+            ) from exc
         return self
 
     def __exit__(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import RemoteError
+from .reason import reason
 
 if TYPE_CHECKING:
     from fabric import Connection
@@ -53,7 +54,9 @@ def run(
     try:
         res = conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
     except Exception as exc:  # invoke/paramiko failures: connection lost, timeout
-        raise RemoteError(f"Running {what or argv[0]} on the server failed: {exc}") from exc
+        raise RemoteError(
+            f"Running {what or argv[0]} on the server failed: {reason(exc)}."
+        ) from exc
     result = CommandResult(tuple(argv), res.exited, res.stdout, res.stderr)
     if check and not result.ok:
         tail = result.stderr_tail() or result.stdout.strip()[-500:]

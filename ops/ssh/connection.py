@@ -22,6 +22,7 @@ from pathlib import Path
 import paramiko
 
 from ..errors import HostKeyError, RemoteError
+from .reason import reason
 
 # paramiko logs a transport thread's failure (e.g. no SSH banner) with its traceback; with no
 # handler configured, Python prints that to stderr. The error reaches the operator as one
@@ -169,7 +170,7 @@ def connect(target: RemoteTarget) -> Iterator[object]:
             ) from exc
         except paramiko.AuthenticationException as exc:
             raise RemoteError(
-                f"SSH login to {where} was refused ({exc}).",
+                f"SSH login to {where} was refused ({reason(exc)}).",
                 hint="Check the user, IdentityFile and ssh-agent for this host in your ssh_config.",
             ) from exc
         except (OSError, EOFError, paramiko.SSHException) as exc:
@@ -179,7 +180,11 @@ def connect(target: RemoteTarget) -> Iterator[object]:
                     f"sent no SSH greeting within {conn.connect_timeout} s).",  # type: ignore[attr-defined]
                     hint="Check HOST and the port (ssh_config Port) point at the server's sshd.",
                 ) from exc
-            raise RemoteError(f"Cannot connect to {where} by SSH: {exc}.") from exc
+            raise RemoteError(
+                f"Cannot connect to {where} by SSH: {reason(exc)}.",
+                hint="Check HOST (user@host:port or an ssh_config alias) and that sshd runs "
+                "there.",
+            ) from exc
         yield conn
     finally:
         for hop in _chain(conn):

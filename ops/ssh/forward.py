@@ -26,6 +26,7 @@ from typing import Any
 import paramiko
 
 from ..errors import RemoteError
+from .reason import reason
 
 LOOPBACK = "127.0.0.1"
 POLL_S = 0.2
@@ -135,7 +136,9 @@ class LocalForward:
             listener.listen(16)
         except OSError as exc:
             listener.close()
-            raise RemoteError(f"Cannot open a local port for the SSH tunnel: {exc}.") from exc
+            raise RemoteError(
+                f"Cannot open a local port for the SSH tunnel: {reason(exc)}."
+            ) from exc
         self._listener = listener
         self._port = int(listener.getsockname()[1])
         self._acceptor = threading.Thread(
@@ -211,16 +214,17 @@ class LocalForward:
                 timeout=OPEN_TIMEOUT_S,
             )
         except paramiko.ChannelException as exc:
-            reason = exc.text or f"code {exc.code}"
+            why = exc.text or f"code {exc.code}"
             raise RemoteError(
                 f"The SSH server could not connect to {self.remote_host}:{self.remote_port} "
-                f"({reason}).",
+                f"({why}).",
                 hint="Check that PostgreSQL runs there and that the server allows TCP "
                 "forwarding (sshd: AllowTcpForwarding yes).",
             ) from exc
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise RemoteError(
-                f"Opening the SSH tunnel to {self.remote_host}:{self.remote_port} failed: {exc}."
+                f"Opening the SSH tunnel to {self.remote_host}:{self.remote_port} failed: "
+                f"{reason(exc)}."
             ) from exc
 
     def check(self) -> None:

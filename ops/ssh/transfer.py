@@ -28,6 +28,7 @@ import paramiko
 
 from ..engine.results import Progress
 from ..errors import ArchiveError, ConfigError, OpsError, RemoteError
+from .reason import reason
 
 CHUNK = 1 << 20
 ProgressSink = Callable[[Progress], None]
@@ -147,7 +148,7 @@ def pull(
             inc.commit(final)
     except _LOST as exc:
         if isinstance(exc, OSError) and not _is_connection_error(exc):
-            raise RemoteError(f"Pulling {name} from the server failed: {exc}") from exc
+            raise RemoteError(f"Pulling {name} from the server failed: {reason(exc)}.") from exc
         raise RemoteError(
             f"The SSH connection to the server was lost while pulling {name} ({done} of {size} "
             "bytes); no partial file was kept and the database was not changed. Run the backup "

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..config import RemoteSettings
+from ..dburl import refused_credentials_hint
+from ..errors import AuthenticationError
 from .direct import DirectTransport
 from .tunnel_session import TunnelSession, tunnel_session
 
@@ -25,4 +27,9 @@ class TunnelTransport(DirectTransport):
 @contextlib.contextmanager
 def open_tunnel(settings: RemoteSettings, safety_dir: Path) -> Iterator[TunnelTransport]:
     with tunnel_session(settings) as session:
-        yield TunnelTransport(session, safety_dir)
+        try:
+            yield TunnelTransport(session, safety_dir)
+        except AuthenticationError as exc:  # the URL came from the server's env file: say which
+            raise AuthenticationError(
+                exc.message, hint=refused_credentials_hint(settings.env_file,
+                                                           settings.host_label)) from exc

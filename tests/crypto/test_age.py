@@ -21,6 +21,7 @@ from ops.crypto import (
     parse_recipients,
 )
 from ops.errors import ArchiveError, ConfigError, RepositoryError
+from tests.conftest import require
 
 AGE = shutil.which("age")
 AGE_KEYGEN = shutil.which("age-keygen")
@@ -28,10 +29,8 @@ AGE_KEYGEN = shutil.which("age-keygen")
 
 @pytest.fixture(scope="module")
 def age_cli() -> str:
-    if AGE is None or AGE_KEYGEN is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the age CLI is required in CI (apt-get install age)")
-        pytest.skip("the age CLI is not installed (apt-get install age)")
+    require(AGE is not None and AGE_KEYGEN is not None, "the age CLI (apt-get install age)")
+    assert AGE is not None
     return AGE
 
 

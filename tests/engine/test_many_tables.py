@@ -20,6 +20,7 @@ from ops.engine.restore import plan_restore, restore
 from ops.engine.results import RestoreMode
 from ops.errors import RestoreRefused
 from ops.sandbox.postgres import PostgresServer
+from tests.conftest import require
 from tests.fidelity import data_digest, schema_text
 
 pytestmark = pytest.mark.postgres
@@ -67,8 +68,8 @@ def test_out_of_shared_memory_keeps_postgresqls_hint():
     from ops.sandbox.postgres import debian_bindir
 
     bindir = debian_bindir(15)
-    if bindir is None:
-        pytest.skip("PostgreSQL 15 binaries are not installed")
+    require(bindir is not None, "PostgreSQL 15 (Debian postgresql-15)")
+    assert bindir is not None
     server = PostgresServer(
         base_dir=Path(tempfile.mkdtemp(prefix="mmops-test-locks-")),
         bindir=bindir,

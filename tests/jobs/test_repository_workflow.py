@@ -113,7 +113,7 @@ def test_keep_prunes_by_the_backups_own_time_and_never_the_newest(
     client = seaweed.client()
     # three older daily backups of this database, one of another database
     source = tmp_path / "seed"
-    res = run("backup", "-o", str(source), url=app)
+    res = run("backup", "-o", f"{source}/", url=app)
     assert res.returncode == 0, res.stderr
     body = next(source.glob("*.mmops")).read_bytes()
 

@@ -8,6 +8,7 @@ from ops.archive import ArchiveReader, ArchiveWriter, read_manifest, verify_arch
 from ops.errors import ArchiveError
 from ops.repository import open_repository
 from ops.repository.parts import MiB
+from tests.conftest import require
 
 from .servers import FakeGcs, SeaweedS3
 from .test_s3 import payload
@@ -106,10 +107,10 @@ def test_encrypted_backup_in_s3_decrypts_with_our_helper_and_stock_age(
 
     plain = decrypt_to_file(repo.open(NAME + ".age"), tmp_path / NAME, load_identities(key))
     assert verify_archive(plain).ok
-    if shutil.which("age"):
-        blob = tmp_path / "downloaded.age"
-        blob.write_bytes(seaweed.client().get_object(Bucket=s3_bucket, Key=f"b/{NAME}.age")
-                         ["Body"].read())
-        out = subprocess.run(["age", "-d", "-i", str(key), str(blob)], capture_output=True,
-                             check=True).stdout
-        assert out == plain.read_bytes()
+    require(shutil.which("age") is not None, "the age CLI (apt-get install age)")
+    blob = tmp_path / "downloaded.age"  # stock age opens what we stored
+    blob.write_bytes(seaweed.client().get_object(Bucket=s3_bucket, Key=f"b/{NAME}.age")
+                     ["Body"].read())
+    out = subprocess.run(["age", "-d", "-i", str(key), str(blob)], capture_output=True,
+                         check=True).stdout
+    assert out == plain.read_bytes()

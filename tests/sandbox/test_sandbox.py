@@ -21,6 +21,7 @@ from ops.dburl import DbUrl
 from ops.sandbox.app import head_revision
 from ops.sandbox.manager import SandboxState, database_url
 from ops.sandbox.sshd import SSHD, pid_alive, unique_login_user
+from tests.conftest import require
 
 pytestmark = [pytest.mark.postgres, pytest.mark.sshd]
 
@@ -31,10 +32,7 @@ Sandbox = tuple[dict[str, str], SandboxState, str]
 
 @pytest.fixture(scope="module", autouse=True)
 def _need_sshd() -> None:
-    if not SSHD.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{SSHD} is required in CI")
-        pytest.skip(f"{SSHD} missing: apt-get install -y openssh-server")
+    require(SSHD.exists(), f"OpenSSH server ({SSHD})")
 
 
 def _env(state_dir: Path) -> dict[str, str]:
@@ -165,9 +163,8 @@ def test_refuses_a_foreign_non_empty_dir(tmp_path: Path) -> None:
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.skipif(not shutil.which("make") or not (REPO / ".venv" / ".installed").exists(),
-                    reason="needs make and the project venv built by `make venv`")
 def test_make_sandbox_and_sandbox_stop(tmp_path: Path) -> None:
+    require(shutil.which("make") is not None, "make")
     state_dir = Path(tempfile.mkdtemp(prefix="mmops-test-sandbox-"))
     env = _env(state_dir)
     res = subprocess.run(["make", "-s", "-C", str(REPO), "sandbox"], env=env, capture_output=True,

@@ -19,13 +19,12 @@ import pytest
 
 from ops.sandbox.manager import SandboxState, database_url
 from ops.sandbox.postgres import PostgresServer
-from ops.sandbox.sshd import SSHD, pid_alive
+from ops.sandbox.sshd import pid_alive
 
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.sshd,
     pytest.mark.skipif(os.geteuid() != 0, reason="sandbox login users are real accounts: root"),
-    pytest.mark.skipif(not SSHD.exists(), reason=f"{SSHD} missing"),
 ]
 
 MMOPS = str(Path(sys.executable).parent / "mmops")

@@ -166,7 +166,7 @@ def test_killed_direct_backup_leaves_a_pid_tagged_partial_the_next_run_removes(
     url = make_db()
     add_big_table(url)
     out = tmp_path / "backups"
-    proc = subprocess.Popen([str(MMOPS_PATH), "backup", "-o", str(out)], env=direct_env(url),
+    proc = subprocess.Popen([str(MMOPS_PATH), "backup", "-o", f"{out}/"], env=direct_env(url),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         partial = wait_for(lambda: hidden_partial(out, 2 << 20))
@@ -178,7 +178,7 @@ def test_killed_direct_backup_leaves_a_pid_tagged_partial_the_next_run_removes(
     assert re.fullmatch(rf"\..+\.mmops\.partial-{proc.pid}-[0-9a-f]+", partial.name), partial
     assert partial.exists()
 
-    res = mmops("backup", "-o", str(out), url=url)
+    res = mmops("backup", "-o", f"{out}/", url=url)
     assert res.returncode == 0, res.stderr
     assert f"Removed a leftover from an interrupted run: {partial}" in res.stderr
     assert not partial.exists()
@@ -192,7 +192,7 @@ def test_killed_direct_restore_keeps_the_database_and_its_safety_partial_is_remo
     url = make_db()
     add_big_table(url)
     backups = tmp_path / "backups"
-    made = mmops("backup", "-o", str(backups), url=url)
+    made = mmops("backup", "-o", f"{backups}/", url=url)
     assert made.returncode == 0, made.stderr
     file = Path(made.stdout.strip().splitlines()[0])
     asyncio.run(_execute(url, "DELETE FROM zz_big WHERE id % 2 = 0"))
@@ -211,7 +211,7 @@ def test_killed_direct_restore_keeps_the_database_and_its_safety_partial_is_remo
     assert fingerprint(url) == before  # killed during the safety backup: nothing changed
 
     # The next run of any command that touches the backup dir removes the dead run's partial.
-    res = mmops("backup", "-o", str(backups), url=url)
+    res = mmops("backup", "-o", f"{backups}/", url=url)
     assert res.returncode == 0, res.stderr
     assert f"Removed a leftover from an interrupted run: {partial}" in res.stderr
     assert everything_in(safety) == []

@@ -55,9 +55,9 @@ INSERT INTO big SELECT g, repeat(md5(g::text), 9) FROM generate_series(1, 160000
 def server() -> Iterator[TunnelServer]:
     reason = netns_unavailable_reason()
     if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the tunnel tests must run in CI: {reason}")
-        pytest.skip(reason)
+        if os.geteuid() != 0:  # what the bootstrap cannot give; `ip` and sshd it installs
+            pytest.skip(reason)
+        pytest.fail(f"the tunnel tests cannot run: {reason} (scripts/bootstrap test installs it)")
     with tunnel_server() as srv:
         for db in ("src", "dst", "app", "big"):
             srv.pg.psql(f"CREATE DATABASE {db}")

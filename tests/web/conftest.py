@@ -25,7 +25,7 @@ from ops.sandbox.app.seed import seed
 from ops.web import WebSettings, create_app
 from ops.web.passwords import hash_password
 from tests.cli_helpers import MMOPS, url_text
-from tests.conftest import IN_CI
+from tests.conftest import require
 
 T = TypeVar("T")
 PASSWORD = "correct horse battery staple 7"  # a test-only admin password
@@ -177,11 +177,8 @@ def web_server(app_db: DbUrl, password_hash: str, tmp_path: Path) -> Iterator[We
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
     """Debian's Chromium with the flags that keep it off the (closed) network; never a
-    downloaded browser. Missing, it fails in CI and skips elsewhere."""
-    if not CHROMIUM.exists():
-        if IN_CI:
-            pytest.fail(f"Chromium is required in CI but {CHROMIUM} is missing")
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium chromium-driver)")
+    downloaded browser. Missing, the test fails (scripts/bootstrap installs it)."""
+    require(CHROMIUM.exists(), f"Chromium ({CHROMIUM})")
     return {**browser_type_launch_args, "executable_path": str(CHROMIUM),
             "args": CHROMIUM_ARGS}
 

@@ -7,13 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.conftest import require
 
 UNIT = Path(__file__).resolve().parents[2] / "deploy" / "mmops-web.service"
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
 def test_the_web_service_unit_verifies_without_warnings(tmp_path: Path) -> None:
+    require(shutil.which("systemd-analyze") is not None, "systemd-analyze (package systemd)")
     mmops = Path(sys.executable).with_name("mmops")
     text = UNIT.read_text().replace("/opt/markdown-manager-ops/venv/bin/mmops", str(mmops))
     unit = tmp_path / "mmops-web.service"
