@@ -118,6 +118,8 @@ def read_sidecar(repo: Repository, backup_name: str) -> Sidecar:
         raise ValueError(f"its sidecar is malformed: {exc}") from None
     except RecursionError:
         raise ValueError("its sidecar is nested too deeply") from None
+    except UnicodeDecodeError:  # msgspec's, for bytes inside a string
+        raise ValueError("its sidecar is not valid UTF-8") from None
 
 
 def _parse_time(text: object) -> dt.datetime | None:

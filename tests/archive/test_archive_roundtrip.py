@@ -51,7 +51,7 @@ def test_round_trip_of_several_members_including_an_empty_one(make_archive, samp
 
 def test_manifest_is_the_engine_metadata_plus_format_keys(make_archive):
     meta = {"database": "db", "server_version": "15.4", "tables": [NOTES_TABLE],
-            "schema_format": {"future": ["keys", "are", "kept"]}}
+            "globals_format": {"future": ["keys", "are", "kept"]}}
     manifest = read_manifest(make_archive(meta=meta))
 
     for key, value in meta.items():

@@ -139,8 +139,8 @@ def test_the_console_script_says_one_sentence_for_the_issues_cases(
 def test_unknown_keys_of_a_newer_writer_are_kept_and_a_new_member_kind_is_accepted(
         tmp_path: Path) -> None:
     path = engine_like_archive(tmp_path / "x.mmops")
-    future = {"schema_format": "pg_dump-custom", "pg_dump_version": "18.1",
-              "large_objects": [{"oid": 16385, "owner": "app", "sizes": [1, 2]}]}
+    future = {"globals_format": "pg_dumpall-custom", "globals_version": "18.1",
+              "roles": [{"oid": 16385, "owner": "app", "sizes": [1, 2]}]}
     edit_manifest(path, lambda m: {**_member(m, 0, kind="pg_dump"), **future})
 
     manifest = read_manifest(path)

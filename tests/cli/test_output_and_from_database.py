@@ -60,7 +60,7 @@ def test_from_database_restores_the_newest_backup_of_another_database(app, pg15,
 
     # `latest` alone is the newest backup of the target itself: staging has none.
     plain = mmops("restore", "latest", "--backup-dir", str(backups), "--yes", url=staging)
-    assert "holds no backup of database" in _error(plain, UsageError.exit_code)
+    assert "holds no verified backup of database" in _error(plain, UsageError.exit_code)
 
     res = mmops("restore", "--from-database", app.database, "--backup-dir", str(backups),
                 "--yes", "--json", url=staging)

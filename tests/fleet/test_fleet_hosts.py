@@ -163,8 +163,11 @@ async def _waiting_backups(remote: Any) -> int:
     conn = await asyncpg.connect(**remote.url.connect_kwargs())
     try:
         return int(await conn.fetchval(
+            # One per backup: its leader session (its pg_dump waits for the same lock too).
             "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-            "WHERE c.relname = 'documents' AND NOT l.granted"))
+            "JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE c.relname = 'documents' AND NOT l.granted "
+            "AND a.application_name = 'mmops backup'"))
     finally:
         await conn.close()
 

@@ -230,7 +230,7 @@ def test_two_backups_of_one_database_in_the_same_second_both_succeed(
     pg15.psql(SMALL, url.database)
     env = environ(url, TMPDIR=str(tmp_path))
     out = tmp_path / "out"
-    args = ["backup", "-o", str(out)]
+    args = ["backup", "-o", f"{out}/"]  # a directory: the name is chosen
     if where == "s3":
         seaweed = request.getfixturevalue("seaweed")
         env.update(seaweed.environ())

@@ -1,6 +1,6 @@
 """A backup's clear-text sidecar (``NAME.meta.json``) is untrusted like its manifest: a deeply
-nested, wrongly typed or oversized one is treated as unreadable (the listing falls back to the
-backup's own manifest), never a traceback or a value shown as the backup's."""
+nested, wrongly typed or oversized one makes its backup "damaged" with the reason (never counted,
+chosen or pruned), never a traceback or a value shown as the backup's."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ HOSTILE_SIDECARS = {
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_SIDECARS))
-def test_repo_list_ignores_a_hostile_sidecar_and_reads_the_manifest(
+def test_repo_list_shows_a_backup_with_a_hostile_sidecar_as_damaged(
         case: str, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -40,9 +40,10 @@ def test_repo_list_ignores_a_hostile_sidecar_and_reads_the_manifest(
     res = CliRunner().invoke(main, ["repo", "--repo", str(repo), "list", "--json"])
     assert res.exit_code == 0, (res.output, res.exception)
     rows = json.loads(res.stdout)["backups"]
-    assert [(r["name"], r["kind"], r["alembic_revision"]) for r in rows] == [
-        (NAME, "full", "abc123")  # what the backup's own manifest says
-    ]
+    # A name is a claim, not a proof: a backup whose sidecar is not a sidecar is listed as
+    # damaged with the reason (never counted, chosen or pruned), not read from a lying sidecar.
+    assert [(r["name"], r["kind"], r["verified"]) for r in rows] == [(NAME, "damaged", False)]
+    assert "sidecar" in rows[0]["problem"]
 
 
 def test_a_sane_sidecar_is_read_as_written() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,9 @@ def test_the_run_steps_back_up_the_sandbox_encrypted_into_the_artifact_dir_and_s
     job_env = {k: _substitute(v, ctx) for k, v in job.get("env", {}).items()}
     outputs = []
     for run_number in (1, 2):  # twice: KEEP=last=1 then prunes the first from S3
+        # Each real run gets a new RUNNER_TEMP: the artifact dir starts empty (the venv of run 1
+        # is kept on purpose, see below).
+        shutil.rmtree(runner_temp / "backups", ignore_errors=True)
         for step in job["steps"]:
             if "if" in step and not _evaluate(str(step["if"]).strip("${} "), ctx):
                 continue

@@ -55,7 +55,7 @@ def other_database_backup(make_db, tmp_path: Path) -> Path:
     other = make_db()
     execute(other, "CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
     out = tmp_path / "other"
-    r = mmops("backup", "-o", str(out), url=other)
+    r = mmops("backup", "-o", f"{out}/", url=other)
     assert r.returncode == 0, r.stderr
     (path,) = out.glob("*.mmops")
     return path
