@@ -133,7 +133,7 @@ prune-ops: $(STAMP)
 # Scheduled backups on the server, through the agent (mmops schedule ...): a hardened systemd
 # timer (system units with sudo -n, else user units) or, without a running systemd, a crontab
 # entry for the login user. REPO is the server's view: an absolute dir, s3:// or gs://.
-.PHONY: schedule-ops unschedule-ops schedule-status
+.PHONY: schedule-ops unschedule-ops schedule-status schedule-run-ops
 # NOTIFY (notification URLs, may hold tokens): set it in the environment, not on make's command
 # line; it reaches the CLI through the environment and the server on the agent's stdin.
 export CALENDAR RANDOMIZED_DELAY STALL SCHEDULER TEST_RESTORE NOTIFY
@@ -145,5 +145,11 @@ schedule-ops: $(REMOTE_NEEDS)
 unschedule-ops: $(REMOTE_NEEDS)
 	$(BIN)/mmops $(if $(HOSTS),fleet unschedule,schedule remove)
 
+# schedule-status exits non-zero (mmops: Nagios 1/2/3) when runs fail, are missed or would not start.
 schedule-status: $(REMOTE_NEEDS)
 	$(BIN)/mmops $(if $(HOSTS),fleet schedule-status,schedule status)
+
+# Run the installed scheduled backup once now, as its scheduler would (proves it can run).
+schedule-run-ops: $(REMOTE_NEEDS)
+	$(ONE_HOST)
+	$(BIN)/mmops schedule run-now
