@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..process import run_command
+from ..process import pid_alive, run_command
 from .crontab import BEGIN, has_block, render_block, with_block, without_block
 from .health import ScheduleFacts, evaluate, longest_gap
 from .spec import (
@@ -441,26 +441,16 @@ def _facts(ops_dir: Path, info: dict[str, Any]) -> ScheduleFacts:
         return ScheduleFacts(installed=False, last=last)
     request = load_config(ops_dir)
     running, problem = scheduler_state(request.scheduler)
-    pid_alive = None
+    alive = None
     if last.get("state") == "running" and last.get("pid"):
-        pid_alive = _pid_alive(int(last["pid"]))
+        alive = pid_alive(int(last["pid"]))
     installed_at = last.get("installed_at")
     return ScheduleFacts(
         installed=True, scheduler=request.scheduler, present=bool(info.get("present")),
         scheduler_running=running, scheduler_problem=problem,
-        interval=_interval(request), last=last, last_pid_alive=pid_alive,
+        interval=_interval(request), last=last, last_pid_alive=alive,
         installed_at=dt.datetime.fromisoformat(installed_at) if installed_at else None,
         linger_off=request.scheduler == "systemd-user" and not _lingering())
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _lingering() -> bool:
