@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# What the venv installs: the package with its test tools; `make demo` uses the package alone.
+EXTRAS ?= [test]
 
 # Variables users set (see README): HOST, SSH_CONFIG, ENV_FILE, OPS_DIR, BACKUP_DIR, BACKUP, YES, TABLES
 HOST ?= $(REMOTE_USER_HOST)
@@ -18,7 +20,7 @@ export REPO REPO_ENV_FILE ENCRYPT_TO AGE_IDENTITY LOCK_DAYS KEEP KEEP_LOCAL
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.$(EXTRAS)'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -43,7 +45,7 @@ lock: $(STAMP)
 	@rm -rf .lockenv
 
 clean:
-	rm -rf $(VENV) dist build *.egg-info
+	rm -rf $(VENV) .venv-demo dist build *.egg-info
 
 # The embedded default: throwaway PostgreSQL + real sshd on 127.0.0.1 (state in ./.state/sandbox).
 # As root, a missing OpenSSH server is installed with apt-get; otherwise the command is printed.
@@ -100,8 +102,13 @@ db-restore-ssh: $(REMOTE_NEEDS)
 	@test -n "$(BACKUP)" || { echo "usage: make db-restore-ssh BACKUP=backups/FILE.mmops|old.json|dump.sql (or BACKUP=latest)" >&2; exit 2; }
 	$(BIN)/mmops tunnel restore
 
-# Sandbox + setup + backup + a visible change + restore (YES=1) + a check that the data is back.
-demo: $(STAMP)
+# Sandbox + setup + backup + a visible change + restore (YES=1) + a check that the data is back,
+# from its own venv holding only the package (pip install -e ., none of the test tools).
+.PHONY: demo-steps
+demo:
+	@$(MAKE) --no-print-directory demo-steps VENV=.venv-demo EXTRAS=
+
+demo-steps: $(STAMP)
 	@$(MAKE) --no-print-directory sandbox
 	@$(MAKE) --no-print-directory setup-remote-ops HOST= HOSTS= ENV_FILE=
 	@$(BIN)/mmops remote demo-step snapshot
