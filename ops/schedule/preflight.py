@@ -61,8 +61,9 @@ def check_database(url: DbUrl) -> None:
 
     try:
         aio.run(lambda: read_live_status(url))
-    except OpsError as exc:
-        raise type(exc)(f"The scheduled backup could not run: {exc}") from exc
+    except OpsError as exc:  # same class (exit code) and hint, with what it stopped
+        exc.message = f"The scheduled backup could not run: {exc.message}"
+        raise
 
 
 def prove_runnable(repo: str, storage_env: dict[str, str], url: DbUrl) -> None:
