@@ -166,6 +166,7 @@ def test_status_is_critical_while_cron_is_stopped_ok_once_a_run_worked_and_criti
     unscheduled: Remote, tmp_path: Path,
 ) -> None:
     remote = unscheduled
+    _status_file(remote).unlink(missing_ok=True)  # a server where no run was ever recorded
     repo = remote.home / "health-backups"
     # no cron daemon: installed, but the install says nothing will start it (exit 3)
     res = _schedule(remote, "install", REPO=str(repo))
