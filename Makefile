@@ -18,7 +18,7 @@ USER_VARS := HOST REMOTE_USER_HOST HOSTS PARALLEL FLEET_LOG_DIR SSH_CONFIG ENV_F
   KEEP_LOCAL YIELD_AFTER LOCK_TIMEOUT CALENDAR RANDOMIZED_DELAY STALL SCHEDULER TEST_RESTORE \
   NOTIFY DATABASE DRY_RUN BIND ROOT_PATH MMOPS_WEB_PASSWORD_HASH MMOPS_SANDBOX_DIR \
   MMOPS_SANDBOX_USER MMOPS_SCHEDULE_ENV_FILE MMOPS_SCREENSHOTS SCRATCH_DATABASE_URL \
-  PYTEST_ARGS SIZE STORAGE_MB PYTHON VENV BOOTSTRAP_DIR
+  PYTEST_ARGS SIZE STORAGE_MB PYTHON VENV BOOTSTRAP_DIR EXTRAS
 MAKE_OWN_VARS := MAKEFLAGS MFLAGS MAKELEVEL MAKEFILES MAKEOVERRIDES SHELL MAKE
 VAR_TYPOS := $(shell $(PYTHON) scripts/check_make_vars.py --known '$(USER_VARS) $(MAKE_OWN_VARS)' \
   --given '$(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))' \
@@ -26,6 +26,9 @@ VAR_TYPOS := $(shell $(PYTHON) scripts/check_make_vars.py --known '$(USER_VARS) 
 ifneq ($(strip $(VAR_TYPOS)),)
 $(error $(VAR_TYPOS))
 endif
+
+# What the venv installs: the package with its test tools; `make demo` uses the package alone.
+EXTRAS ?= [test]
 
 HOST ?= $(REMOTE_USER_HOST)
 ENV_FILE ?= $(PROD_ENV_FILE)
@@ -73,7 +76,7 @@ known-vars:
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.$(EXTRAS)'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -98,7 +101,7 @@ lock: $(STAMP)
 	@rm -rf .lockenv
 
 clean:
-	rm -rf $(VENV) dist build *.egg-info
+	rm -rf $(VENV) .venv-demo dist build *.egg-info
 
 # The embedded default: throwaway PostgreSQL + real sshd on 127.0.0.1 (state in ./.state/sandbox).
 # scripts/bootstrap demo installs a missing OpenSSH server / PostgreSQL 15 as root, else names
@@ -153,8 +156,13 @@ db-restore-ssh: $(REMOTE_NEEDS)
 	$(SANDBOX_NOTE)
 	$(BIN)/mmops $(strip tunnel restore $(SSH_OPTS) $(RESTORE_OPTS) $(if $(BACKUP),$(call quote,$(BACKUP))))
 
-# Sandbox + setup + backup + a visible change + restore (YES=1) + a check that the data is back.
-demo: $(BOOTSTRAP_DIR)/demo $(STAMP)
+# Sandbox + setup + backup + a visible change + restore (YES=1) + a check that the data is back,
+# from its own venv holding only the package (pip install -e ., none of the test tools).
+.PHONY: demo-steps
+demo:
+	@$(MAKE) --no-print-directory demo-steps VENV=.venv-demo EXTRAS=
+
+demo-steps: $(BOOTSTRAP_DIR)/demo $(STAMP)
 	@$(MAKE) --no-print-directory sandbox
 	@$(MAKE) --no-print-directory setup-remote-ops HOST= HOSTS= ENV_FILE=
 	@$(BIN)/mmops remote demo-step snapshot
@@ -186,7 +194,7 @@ prune-ops: $(STAMP)
 # Scheduled backups on the server, through the agent (mmops schedule ...): a hardened systemd
 # timer (system units with sudo -n, else user units) or, without a running systemd, a crontab
 # entry for the login user. REPO is the server's view: an absolute dir, s3:// or gs://.
-.PHONY: schedule-ops unschedule-ops schedule-status
+.PHONY: schedule-ops unschedule-ops schedule-status schedule-run-ops
 # NOTIFY (notification URLs, may hold tokens): set it in the environment, not on make's command
 # line; it reaches the CLI through the environment and the server on the agent's stdin.
 export CALENDAR RANDOMIZED_DELAY STALL SCHEDULER TEST_RESTORE NOTIFY
@@ -205,6 +213,13 @@ unschedule-ops: $(REMOTE_NEEDS)
 	$(SANDBOX_NOTE)
 	$(BIN)/mmops $(strip $(if $(HOSTS),fleet unschedule $(FLEET_OPTS),schedule remove $(AGENT_OPTS)))
 
+# schedule-status exits non-zero (mmops: Nagios 1/2/3) when runs fail, are missed or would not start.
 schedule-status: $(REMOTE_NEEDS)
 	$(SANDBOX_NOTE)
 	$(BIN)/mmops $(strip $(if $(HOSTS),fleet schedule-status $(FLEET_OPTS),schedule status $(AGENT_OPTS)))
+
+# Run the installed scheduled backup once now, as its scheduler would (proves it can run).
+schedule-run-ops: $(REMOTE_NEEDS)
+	$(ONE_HOST)
+	$(SANDBOX_NOTE)
+	$(BIN)/mmops schedule run-now $(AGENT_OPTS)

@@ -33,7 +33,15 @@ def cmd_schedule_install(args: argparse.Namespace, out: Emitter, inbox: Inbox) -
     notify = str(msg.get("notify") or "")
     targets = parse_targets(notify)  # apprise is here too: the server sends them
     request = replace(request, notify=tuple(t.label for t in targets))
-    read_database_url(Path(request.env_file))  # a schedule that cannot work is refused now
+    # A schedule that cannot work is refused now, before anything is installed: the database,
+    # the backup directory (as this user: the runs' user) or the repository, with the storage
+    # settings a run will have.
+    from ..schedule.preflight import prove_runnable
+
+    url = read_database_url(Path(request.env_file))
+    run_env = {**_server_storage_env(Path(request.repo_env_file or request.env_file)),
+               **storage_env}
+    prove_runnable(request.repo, run_env, url)
     installed = host.install(Path(args.ops_dir), request, storage_env, notify)
     return {"installed": installed.to_dict(), "storage_env": sorted(storage_env),
             "notify": list(request.notify), "test_restore": request.test_restore}
@@ -51,15 +59,34 @@ def cmd_schedule_status(args: argparse.Namespace, out: Emitter, inbox: Inbox) ->
     return {"schedule": host.status(Path(args.ops_dir))}
 
 
+def cmd_schedule_run_now(args: argparse.Namespace, out: Emitter, inbox: Inbox
+                         ) -> dict[str, Any]:
+    """Run the scheduled backup once, now, as its scheduler would (``make schedule-run-ops``),
+    then the schedule's status with its verdict."""
+    from ..schedule import host
+
+    ops_dir = Path(args.ops_dir)
+    out.log("running the scheduled backup now, as its scheduler would")
+    ran = host.run_now(ops_dir)
+    return {"run": ran, "schedule": host.status(ops_dir)}
+
+
+def _server_storage_env(repo_env_file: Path) -> dict[str, str]:
+    """The storage settings of the server's REPO_ENV_FILE (none when it cannot be read)."""
+    from ..steps.publish import storage_settings
+
+    try:
+        return storage_settings(read_env_text(repo_env_file))
+    except OpsError:
+        return {}
+
+
 def _storage_env(ops_dir: Path, repo_env_file: Path) -> dict[str, str]:
     """The server's REPO_ENV_FILE settings overlaid with the schedule's own 0600 file."""
     from ..schedule.state import SECRETS
     from ..steps.publish import storage_settings
 
-    try:
-        server = storage_settings(read_env_text(repo_env_file))
-    except OpsError:
-        server = {}
+    server = _server_storage_env(repo_env_file)
     own = ops_dir / "schedule" / SECRETS
     return {**server, **(storage_settings(own.read_text()) if own.exists() else {})}
 
@@ -177,6 +204,7 @@ def cmd_schedule_test_notify(args: argparse.Namespace, out: Emitter, inbox: Inbo
 SCHEDULE_COMMANDS = {
     "schedule-install": cmd_schedule_install,
     "schedule-remove": cmd_schedule_remove,
+    "schedule-run-now": cmd_schedule_run_now,
     "schedule-status": cmd_schedule_status,
     "schedule-test-notify": cmd_schedule_test_notify,
     "scheduled-backup": cmd_scheduled_backup,

@@ -33,7 +33,8 @@ def _agent(o: dict[str, Any]) -> Iterator[Any]:
         yield transport
 
 
-def _call(transport: Any, command: str, **message: Any) -> dict[str, Any]:
+def _call(transport: Any, command: str, *, timeout: float | None = 300,
+          **message: Any) -> dict[str, Any]:
     from ..ssh.agent_channel import AgentSession, agent_argv
 
     argv = agent_argv(transport.settings.ops_dir, command, "--host", transport.label)
@@ -41,7 +42,25 @@ def _call(transport: Any, command: str, **message: Any) -> dict[str, Any]:
         if message:
             s.send(cmd="request", **message)
         s.end_input()
-        return s.expect("result", timeout=300)
+        return s.expect("result", timeout=timeout)
+
+
+def _health(info: dict[str, Any]) -> Any:
+    from ..schedule.health import Health, unknown
+
+    raw = info.get("health")
+    if not isinstance(raw, dict) or "code" not in raw:
+        return unknown("the server's agent did not report the schedule's health")
+    return Health(int(raw["code"]), list(raw.get("problems") or []))
+
+
+def _finish(health: Any, label: str, *, as_json: bool) -> None:
+    """Exit with the Nagios code; a problem's sentence also goes to stderr with --json (what
+    `mmops fleet` shows in its summary row)."""
+    if health.code:
+        if as_json:
+            click.echo(f"error: {health.line(label)}", err=True)
+        click.get_current_context().exit(health.code)
 
 
 @click.group("schedule")
@@ -112,10 +131,11 @@ def install_cmd(repo: str, encrypt_to: str | None, keep: str | None, lock_days: 
             host=transport.label, scheduler=scheduler, test_restore=test_restore or None)
         result = _call(transport, "schedule-install", request=request.to_dict(),
                        storage_env=storage_env, notify=notify)
+    inst = result["installed"]
     if as_json:
         echo_json(result)
+        _refuse_unstarted(inst, transport.label)
         return
-    inst = result["installed"]
     click.echo(f"Scheduled backup installed on {transport.label} ({inst['scheduler']}): "
                f"{calendar} → {repo}" + (" (age-encrypted)" if encrypt_to else ""))
     click.echo(f"  runs      {' '.join(inst['command'])}")
@@ -132,6 +152,18 @@ def install_cmd(repo: str, encrypt_to: str | None, keep: str | None, lock_days: 
                    f"{transport.settings.ops_dir}/schedule/notify.env, 0600)")
     for note in inst.get("notes", []):
         click.echo(f"  note      {note}")
+    _refuse_unstarted(inst, transport.label)
+    click.echo("  prove it  make schedule-run-ops (runs it once now, as the scheduler would)")
+
+
+def _refuse_unstarted(inst: dict[str, Any], label: str) -> None:
+    """Installed, but nothing would start it: not a success (exit 3, the reason and the fix)."""
+    if inst.get("scheduler_problem"):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"The schedule is installed on {label}, but "
+                          f"{inst['scheduler_problem']}; then prove it with `make "
+                          "schedule-run-ops` and check `make schedule-status`.")
 
 
 @schedule.command("remove")
@@ -155,18 +187,41 @@ def remove_cmd(as_json: bool, **remote: Any) -> None:
 @_remote_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def status_cmd(as_json: bool, **remote: Any) -> None:
-    """Show the schedule: next run, last run, last result."""
-    with _agent(remote) as transport:
-        info = _call(transport, "schedule-status")["schedule"]
+    """Show the schedule (next run, last run, last result) and exit 0 OK, 1 WARNING,
+    2 CRITICAL or 3 UNKNOWN (a Nagios/Icinga plugin): CRITICAL when the last run failed, runs
+    were missed or nothing would start them (cron daemon, systemd timer)."""
+    from ..errors import OpsError
+    from ..schedule.health import unknown
+
+    label = remote.get("host") or "the sandbox"
+    try:
+        with _agent(remote) as transport:
+            label = transport.label
+            info = _call(transport, "schedule-status")["schedule"]
+    except OpsError as exc:  # the verdict cannot be known: UNKNOWN, never CRITICAL
+        health = unknown(f"the schedule's status could not be read: {exc}")
+        if as_json:
+            echo_json({"health": health.to_dict()})
+        else:
+            click.echo(health.line(label))
+        click.get_current_context().exit(health.code)
+        return
+    health = _health(info)
     if as_json:
         echo_json(info)
-        return
+    else:
+        click.echo(health.line(label))
+        _render_status(info, label)
+    _finish(health, label, as_json=as_json)
+
+
+def _render_status(info: dict[str, Any], label: str) -> None:
     last = info.get("last") or {}
     if not info.get("installed"):
-        click.echo(f"No scheduled backup on {transport.label}.")
+        click.echo(f"No scheduled backup on {label}.")
     else:
         state = "" if info.get("present") else "  (MISSING from the scheduler: reinstall)"
-        click.echo(f"Scheduled backup on {transport.label} ({info['scheduler']}): "
+        click.echo(f"Scheduled backup on {label} ({info['scheduler']}): "
                    f"{info['calendar']} → {info['repo']}{state}")
         click.echo(f"  next run  {info.get('next_run') or '-'}")
     if last.get("started"):
@@ -187,6 +242,41 @@ def status_cmd(as_json: bool, **remote: Any) -> None:
                    f"{tested.get('message', '')}")
     if info.get("notify"):
         click.echo(f"  notify    {', '.join(info['notify'])}")
+
+
+@schedule.command("run-now")
+@_remote_options
+@click.option("--json", "as_json", is_flag=True)
+def run_now_cmd(as_json: bool, **remote: Any) -> None:
+    """Run the scheduled backup once, now, the way its scheduler starts it (the crontab
+    line, or the systemd service with its hardening), to prove it works. Exit 0 when it
+    succeeded; otherwise its own exit code, with the reason in one sentence."""
+    from ..errors import OpsError
+
+    with _agent(remote) as transport:
+        click.echo(f"Running the scheduled backup on {transport.label} now, as its scheduler "
+                   "would …", err=True)
+        result = _call(transport, "schedule-run-now", timeout=None)
+    ran, info = result["run"], result["schedule"]
+    last = ran.get("last") or {}
+    health = _health(info)
+    if as_json:
+        echo_json(result)
+    elif ran.get("recorded"):
+        click.echo(f"Scheduled backup on {transport.label} ran now: {last.get('result')}: "
+                   f"{last.get('message', '')}")
+        click.echo(health.line(transport.label))
+    if ran.get("recorded") and last.get("result") == "ok" and ran.get("exit_code") == 0:
+        return
+    code = int(ran.get("exit_code") or 1)
+    if not ran.get("recorded"):
+        tail = " ".join(str(ran.get("output_tail") or "no output").split())[-300:]
+        raise OpsError(f"The scheduled backup on {transport.label} did not run (exit {code}, "
+                       f"nothing recorded in its status): {tail}")
+    error = OpsError(f"The scheduled backup on {transport.label} ran now and "
+                     f"{last.get('result')}: {last.get('message', '')}")
+    error.exit_code = code if 0 < code < 126 else 1
+    raise error
 
 
 @schedule.command("test-notify")

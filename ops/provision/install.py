@@ -1,6 +1,7 @@
 """Provision the server: check python/venv, create OPS_DIR/venv, install our wheel with the lock.
 
-The package is shipped as a wheel built on the laptop, its dependencies pinned by
+The package is shipped as a wheel made on the laptop (``wheel``: built from the checkout, or
+repacked from the installed package), its dependencies pinned by
 ``ops/requirements.lock`` (used as pip constraints). ``OPS_DIR/agent.json`` records what was
 installed (version, content hash); a run whose hash already matches only verifies and is fast.
 ``offline`` ships a wheelhouse downloaded on the laptop for the server's Python and platform,
@@ -25,6 +26,7 @@ from ..package_identity import PackageIdentity, local_identity, package_dir, whe
 from ..process import run_command
 from ..ssh.agent_channel import run_agent
 from ..ssh.commands import run
+from .wheel import build_agent_wheel
 
 MIN_PYTHON = (3, 10)
 LOCK_NAME = "requirements.lock"
@@ -176,29 +178,6 @@ def _run_local(argv: list[str], *, timeout: float) -> Any:
         raise RemoteError(f"Preparing the agent for the server failed: {exc}") from exc
 
 
-def build_wheel(out_dir: Path) -> Path:
-    """Build the project's wheel on the laptop (``python -m build --wheel``)."""
-    root = package_dir().parent
-    if not (root / "pyproject.toml").is_file():
-        raise RemoteError(
-            f"Cannot build the agent wheel: no pyproject.toml next to {package_dir()}.",
-            hint="Run mmops from the project checkout (make setup-remote-ops).",
-        )
-    argv = [sys.executable, "-m", "build", "--wheel", "--outdir", str(out_dir), str(root)]
-    try:
-        import hatchling  # noqa: F401
-
-        argv.insert(4, "--no-isolation")
-    except ImportError:
-        pass
-    res = _run_local(argv, timeout=600)
-    wheels = sorted(out_dir.glob("*.whl"))
-    if res.returncode != 0 or not wheels:
-        tail = (res.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RemoteError(f"Building the agent wheel failed: {tail}")
-    return wheels[-1]
-
-
 def _manylinux_platforms(machine: str, libc: tuple[str, str]) -> list[str]:
     plats = [f"linux_{machine}"]
     if libc[0] == "glibc" and libc[1]:
@@ -268,7 +247,7 @@ def install(conn: Any, facts: ServerFacts, *, offline: bool) -> PackageIdentity:
     pip = [str(ops / "venv" / "bin" / "python"), "-m", "pip", "install", "--quiet",
            "--disable-pip-version-check"]
     with tempfile.TemporaryDirectory(prefix="mmops-wheel-") as tmp:
-        wheel = build_wheel(Path(tmp))
+        wheel = build_agent_wheel(Path(tmp))
         shipped = PackageIdentity(local_identity().version, wheel_content_hash(wheel))
         remote_wheel = str(ops / "wheels" / wheel.name)
         _put(conn, wheel, remote_wheel)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import pwd
+import re
 import shutil
 import tempfile
 import time
@@ -19,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..process import run_command
-from .crontab import has_block, render_block, with_block, without_block
+from ..process import pid_alive, run_command
+from .crontab import BEGIN, has_block, render_block, with_block, without_block
+from .health import ScheduleFacts, evaluate, longest_gap
 from .spec import (
     TEST_UNIT,
     UNIT,
@@ -29,7 +31,17 @@ from .spec import (
     check_test_restore,
     next_cron_run,
 )
-from .state import LOG, NOTIFY, SECRETS, load_config, read_status, save_config, schedule_dir
+from .state import (
+    LOG,
+    NOTIFY,
+    SECRETS,
+    load_config,
+    read_status,
+    save_config,
+    schedule_dir,
+    update_status,
+    utcnow,
+)
 from .units import UNIT_OF, jobs_of, render_service, render_timer, scheduled_command
 
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
@@ -42,6 +54,7 @@ class Installed:
     files: list[str]
     next_run: str | None
     notes: list[str] = field(default_factory=list)
+    scheduler_problem: str = ""  # set when nothing would start the runs (see scheduler_state)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -262,13 +275,91 @@ def install(ops_dir: Path, request: ScheduleRequest, storage_env: dict[str, str]
     with_previous = _installed_scheduler(ops_dir)
     if with_previous and with_previous != scheduler:
         remove(ops_dir)
+    if scheduler not in ("cron", "systemd-system", "systemd-user"):
+        raise ConfigError(f"Unknown scheduler {scheduler!r}; use auto, systemd-system, "
+                          "systemd-user or cron.")
     save_config(ops_dir, request, storage_env, notify)
     if scheduler == "cron":
-        return _install_cron(request, ops_dir)
-    if scheduler in ("systemd-system", "systemd-user"):
-        return _install_systemd(request, ops_dir, system=scheduler == "systemd-system")
-    raise ConfigError(f"Unknown scheduler {scheduler!r}; use auto, systemd-system, "
-                      "systemd-user or cron.")
+        installed = _install_cron(request, ops_dir)
+    else:
+        installed = _install_systemd(request, ops_dir, system=scheduler == "systemd-system")
+    update_status(ops_dir, installed_at=utcnow())  # "overdue" counts from here until a run
+    running, problem = scheduler_state(scheduler)
+    from dataclasses import replace
+
+    return installed if running else replace(installed, scheduler_problem=problem)
+
+
+def scheduler_state(scheduler: str) -> tuple[bool, str]:
+    """Would anything start the runs? (running, why not in words)."""
+    if scheduler == "cron":
+        if cron_daemon_running():
+            return True, ""
+        return False, ("the cron daemon is not running, so nothing will start the runs "
+                       "(start it: sudo service cron start)")
+    system = scheduler == "systemd-system"
+    timer = f"{UNIT}.timer"
+    try:
+        state = _systemctl(system, "is-active", timer, check=False).strip()
+    except ConfigError:  # no systemctl at all
+        state = ""
+    if state == "active":
+        return True, ""
+    enable = ("sudo systemctl enable --now " if system else "systemctl --user enable --now ")
+    return False, (f"the systemd timer {timer} is {state or 'not reachable'}, so nothing will "
+                   f"start the runs ({enable}{timer})")
+
+
+RUN_NOW_TIMEOUT_S = 24 * 3600  # a run ends itself after STALL minutes without progress
+
+
+def run_now(ops_dir: Path) -> dict[str, Any]:
+    """Run the scheduled backup once, now, the way its scheduler starts it: the crontab line's
+    own command through /bin/sh with cron's minimal environment, or ``systemctl start`` of
+    the oneshot service (its hardening included). Returns the exit status, the status file's
+    record of the run, and the output's tail when the run recorded nothing."""
+    request = load_config(ops_dir)
+    before = read_status(ops_dir).get("started")
+    if request.scheduler == "cron":
+        line = _crontab_line()
+        if line is None:
+            raise ConfigError("The schedule's crontab entry is missing on this server; run "
+                              "`make schedule-ops` again.")
+        pw = pwd.getpwuid(os.getuid())
+        env = {"HOME": pw.pw_dir, "LOGNAME": pw.pw_name, "USER": pw.pw_name,
+               "SHELL": "/bin/sh", "PATH": "/usr/bin:/bin"}
+        # The crontab's own line, run by /bin/sh as cron runs it: this proves the entry itself
+        # (quoting, paths, redirection), not a copy of its command.
+        res = run_command(["/bin/sh", "-c", line], env=env, check=False,
+                          timeout=RUN_NOW_TIMEOUT_S)
+        tail = _tail(schedule_dir(ops_dir) / LOG)
+    else:
+        system = request.scheduler == "systemd-system"
+        argv = (["sudo", "-n", "systemctl", "start", f"{UNIT}.service"] if system
+                else ["systemctl", "--user", "start", f"{UNIT}.service"])
+        res = run_command(argv, env=_env(), check=False, timeout=RUN_NOW_TIMEOUT_S)
+        tail = res.stderr.strip()[-500:]
+    last = read_status(ops_dir)
+    ran = bool(last.get("started")) and last.get("started") != before
+    return {"scheduler": request.scheduler, "exit_code": res.returncode,
+            "recorded": ran, "last": last, "output_tail": "" if ran else tail}
+
+
+def _crontab_line() -> str | None:
+    """The command of our block's first (backup) line, as cron hands it to /bin/sh."""
+    lines = _crontab_text().splitlines()
+    if not has_block("\n".join(lines)):
+        return None
+    entry = lines[lines.index(BEGIN) + 1]
+    command = entry.split(None, 5)[5]
+    return command.replace("\\%", "%")  # crontab(5): an escaped % is a literal %
+
+
+def _tail(path: Path, limit: int = 800) -> str:
+    try:
+        return path.read_text(errors="replace")[-limit:].strip()
+    except OSError:
+        return ""
 
 
 def _installed_scheduler(ops_dir: Path) -> str | None:
@@ -301,7 +392,15 @@ def remove(ops_dir: Path) -> list[str]:
 
 
 def status(ops_dir: Path) -> dict[str, Any]:
-    """What is installed, when it runs next, and how the last run went."""
+    """What is installed, when it runs next, how the last run went, and the verdict
+    (``health``: Nagios code and problems) computed here, with the server's own clock."""
+    info = _status_info(ops_dir)
+    facts = _facts(ops_dir, info)
+    info["health"] = evaluate(facts, dt.datetime.now(dt.timezone.utc)).to_dict()
+    return info
+
+
+def _status_info(ops_dir: Path) -> dict[str, Any]:
     last = read_status(ops_dir)
     try:
         request = load_config(ops_dir)
@@ -334,3 +433,51 @@ def status(ops_dir: Path) -> dict[str, Any]:
         if request.test_restore:
             info["next_test_restore"] = _systemd_next(system, TEST_UNIT)
     return info
+
+
+def _facts(ops_dir: Path, info: dict[str, Any]) -> ScheduleFacts:
+    last = info.get("last") or {}
+    if not info.get("installed"):
+        return ScheduleFacts(installed=False, last=last)
+    request = load_config(ops_dir)
+    running, problem = scheduler_state(request.scheduler)
+    alive = None
+    if last.get("state") == "running" and last.get("pid"):
+        alive = pid_alive(int(last["pid"]))
+    installed_at = last.get("installed_at")
+    return ScheduleFacts(
+        installed=True, scheduler=request.scheduler, present=bool(info.get("present")),
+        scheduler_running=running, scheduler_problem=problem,
+        interval=_interval(request), last=last, last_pid_alive=alive,
+        installed_at=dt.datetime.fromisoformat(installed_at) if installed_at else None,
+        linger_off=request.scheduler == "systemd-user" and not _lingering())
+
+
+def _lingering() -> bool:
+    res = run_command(["loginctl", "show-user", login_user(), "--property=Linger", "--value"],
+                      env=_env(), check=False)
+    return res.stdout.strip() == "yes"
+
+
+def _interval(request: ScheduleRequest) -> dt.timedelta | None:
+    """The longest gap between two of the calendar's times (a week ahead is enough for the
+    shapes a schedule takes); None when it cannot be worked out."""
+    if request.scheduler == "cron":
+        when = calendar_to_cron(request.calendar, utc_offset_minutes=_utc_offset_minutes())
+        times = [dt.datetime.now()]
+        for _ in range(16):
+            times.append(next_cron_run(when, times[-1]))
+        return longest_gap(times[1:])
+    res = run_command(["systemd-analyze", "calendar", "--iterations=16", request.calendar],
+                      env=_env(), check=False)
+    return longest_gap(parse_elapses(res.stdout)) if res.returncode == 0 else None
+
+
+_ELAPSE = re.compile(r"^\s*(?:Next elapse|Iter\. #\d+): \w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
+
+
+def parse_elapses(text: str) -> list[dt.datetime]:
+    """The times ``systemd-analyze calendar --iterations=N`` lists (in its local time zone:
+    only the gaps between them are used)."""
+    return [dt.datetime.fromisoformat(m.group(1)) for line in text.splitlines()
+            if (m := _ELAPSE.match(line))]

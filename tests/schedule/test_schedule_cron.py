@@ -59,7 +59,7 @@ def _status(remote: Remote) -> dict:
 
 
 @pytest.fixture
-def scheduled(provisioned: Remote) -> Iterator[Remote]:
+def scheduled(provisioned: Remote, cron_daemon: None) -> Iterator[Remote]:
     yield provisioned
     provisioned.make("unschedule-ops")
 
@@ -70,7 +70,7 @@ def test_cron_schedule_installs_runs_reports_and_is_removed(scheduled: Remote) -
     res = remote.make("schedule-ops", REPO=str(repo), KEEP="last=2", STALL="5")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Scheduled backup installed on" in res.stdout and "(cron)" in res.stdout
-    assert "the cron daemon is not running" in res.stdout  # said, not hidden
+    assert "prove it  make schedule-run-ops" in res.stdout
 
     line = _scheduled_line(remote)
     python = remote.ops_dir / "venv" / "bin" / "python"
@@ -94,6 +94,7 @@ def test_cron_schedule_installs_runs_reports_and_is_removed(scheduled: Remote) -
 
     res = remote.make("schedule-status")
     assert res.returncode == 0, res.stderr
+    assert "\nSCHEDULE OK - " in res.stdout
     assert "(cron): *-*-* 02:00:00 UTC" in res.stdout
     assert f"result    ok: {backups[-1]}" in res.stdout and "next run  " in res.stdout
 

@@ -9,6 +9,7 @@ restore is refused on the server, saying where it runs instead."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ TOKEN = "T0kenS3cretHook9876abcd"
 
 
 @pytest.fixture
-def scheduled(provisioned: Remote) -> Iterator[Remote]:
+def scheduled(provisioned: Remote, cron_daemon: None) -> Iterator[Remote]:
     yield provisioned
     provisioned.make("unschedule-ops")
 
@@ -189,9 +190,11 @@ def test_a_failing_backup_notifies_failure(scheduled: Remote) -> None:
     remote = scheduled
     receiver = Receiver()
     try:
-        repo = "/proc/mmops-cannot-write-here"
-        res = remote.make("schedule-ops", REPO=repo, NOTIFY=receiver.url(f"/h/{TOKEN}"))
+        repo = remote.home / "b-fail"
+        res = remote.make("schedule-ops", REPO=str(repo), NOTIFY=receiver.url(f"/h/{TOKEN}"))
         assert res.returncode == 0, res.stdout + res.stderr
+        os.chown(repo, 0, 0)  # after the install: the server user can no longer write there
+        repo.chmod(0o755)
         ran, _ = _run_watching_argv(remote, _lines(remote)[0])
         assert ran.returncode != 0
         (got,) = receiver.wait_for(1)
