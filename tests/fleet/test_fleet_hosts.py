@@ -239,33 +239,35 @@ def test_schedule_and_schedule_status_through_make_on_every_host(
         f'repo = "{f.home("bravo")}/own-backups"\n'
         '[hosts.down]\nhost = "fleet-down"\n', name="schedule.toml")
     repo = "/var/tmp/mmops-fleet-schedule"
-    res = f.make("schedule-ops", HOSTS=str(inv), REPO=repo, SCHEDULER="cron",
-                 CALENDAR="*-*-* 03:30:00 UTC", FLEET_LOG_DIR=str(tmp_path / "install"))
-    print(res.stdout, res.stderr)
-    assert "mmops fleet schedule" in res.stdout
-    assert "cron" in _row(res.stdout, "alpha") and " ok " in _row(res.stdout, "alpha")
-    assert " ok " in _row(res.stdout, "bravo")
-    assert "failed (10)" in _row(res.stdout, "down")
-    # each host's crontab runs its own backup into its own place: a shared REPO got /<name>
-    for name, where in (("alpha", f"{repo}/alpha"), ("bravo", f"{f.home('bravo')}/own-backups")):
-        tab = subprocess.run(["crontab", "-l", "-u", f.servers[name].user], capture_output=True,
-                             text=True).stdout
-        assert "scheduled-backup" in tab
-        conf = (f.ops_dir(name) / "schedule").rglob("*")
-        assert any(where in p.read_text() for p in conf if p.is_file() and p.suffix != ".env"), \
-            name
-    res = f.make("schedule-status", HOSTS=str(inv), FLEET_LOG_DIR=str(tmp_path / "status"))
-    print(res.stdout, res.stderr)
-    for name in ("alpha", "bravo"):
-        row = _row(res.stdout, name)
-        assert " ok " in row and "cron" in row and "never ran" in row, row
-    assert "failed (10)" in _row(res.stdout, "down")
-    res = f.make("unschedule-ops", HOSTS=str(inv), FLEET_LOG_DIR=str(tmp_path / "remove"))
-    for name in ("alpha", "bravo"):
-        assert " ok " in _row(res.stdout, name)
-        tab = subprocess.run(["crontab", "-l", "-u", f.servers[name].user], capture_output=True,
-                             text=True).stdout
-        assert "scheduled-backup" not in tab
+    # Install checks that a scheduler would start the runs: a cron daemon of the test's own.
+    with running_cron_daemon():
+        res = f.make("schedule-ops", HOSTS=str(inv), REPO=repo, SCHEDULER="cron",
+                     CALENDAR="*-*-* 03:30:00 UTC", FLEET_LOG_DIR=str(tmp_path / "install"))
+        print(res.stdout, res.stderr)
+        assert "mmops fleet schedule" in res.stdout
+        assert "cron" in _row(res.stdout, "alpha") and " ok " in _row(res.stdout, "alpha")
+        assert " ok " in _row(res.stdout, "bravo")
+        assert "failed (10)" in _row(res.stdout, "down")
+        # each host's crontab runs its own backup into its own place: a shared REPO got /<name>
+        for name, where in (("alpha", f"{repo}/alpha"), ("bravo", f"{f.home('bravo')}/own-backups")):
+            tab = subprocess.run(["crontab", "-l", "-u", f.servers[name].user], capture_output=True,
+                                 text=True).stdout
+            assert "scheduled-backup" in tab
+            conf = (f.ops_dir(name) / "schedule").rglob("*")
+            assert any(where in p.read_text() for p in conf if p.is_file() and p.suffix != ".env"), \
+                name
+        res = f.make("schedule-status", HOSTS=str(inv), FLEET_LOG_DIR=str(tmp_path / "status"))
+        print(res.stdout, res.stderr)
+        for name in ("alpha", "bravo"):
+            row = _row(res.stdout, name)
+            assert " ok " in row and "cron" in row and "never ran" in row, row
+        assert "failed (10)" in _row(res.stdout, "down")
+        res = f.make("unschedule-ops", HOSTS=str(inv), FLEET_LOG_DIR=str(tmp_path / "remove"))
+        for name in ("alpha", "bravo"):
+            assert " ok " in _row(res.stdout, name)
+            tab = subprocess.run(["crontab", "-l", "-u", f.servers[name].user], capture_output=True,
+                                 text=True).stdout
+            assert "scheduled-backup" not in tab
 
 
 def _argv_holding(secret: str, hits: list[str], stop: threading.Event) -> None:
