@@ -99,8 +99,8 @@ def _read_one(repo: Repository, backup: StoredBackup, identities: Sequence[Any] 
             except ConfigError as exc:
                 return [Problem(name, CRITICAL, f"the identity cannot decrypt it ({exc})")], 0
             except ArchiveError as exc:
-                return [Problem(name, CRITICAL, f"decrypted, it is not an intact backup: "
-                                f"{exc}")], source.size
+                return [Problem(name, CRITICAL, f"with the identity, it is not an intact "
+                                f"backup: {exc}")], source.size
         elif backup.stored_sha256 is None and not backup.info.encrypted:
             try:  # no digest recorded: a plain backup still proves itself by its checksums
                 verify_archive(source)

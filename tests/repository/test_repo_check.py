@@ -236,7 +236,7 @@ def test_an_encrypted_backup_is_checked_without_the_identity_and_decrypted_with_
     code, lines, _ = store.check("--read-data", "all", "--identity", str(key[0]))
     assert code == 2, lines
     assert len(lines) == 2 and lines[1].startswith(
-        f"CRITICAL: {bad}: decrypted, it is not an intact backup: ")
+        f"CRITICAL: {bad}: with the identity, it is not an intact backup: ")
     other = tmp_path / "other-key.txt"
     generate_identity(other)
     code, lines, _ = store.check("--read-data", "all", "--identity", str(other),
@@ -318,3 +318,25 @@ def test_an_empty_repository_is_a_warning(tmp_path: Path) -> None:
     assert res.returncode == 1 and res.stdout.startswith("REPO CHECK WARNING - no backup in ")
 
 
+
+
+@pytest.mark.postgres
+def test_a_real_backup_published_by_mmops_records_its_digest_and_checks_clean(
+    pg15: Any, make_db: Any, tmp_path: Path, key: tuple[Path, str]
+) -> None:
+    """The whole workflow: `mmops backup --repo DIR` (plain and ENCRYPT_TO) → `repo check
+    --read-data all` passes without the identity, and with it."""
+    url = make_db(pg15)
+    pg15.psql("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, "
+              "500);", url.database)
+    repo = tmp_path / "repo"
+    for extra in ([], ["--encrypt-to", key[1]]):
+        res = run("backup", "--repo", str(repo), *extra, url=url)
+        assert res.returncode == 0, res.stderr
+    store = open_repository(str(repo))
+    listed = list_backups(store).backups
+    assert len(listed) == 2 and all(b.stored_sha256 for b in listed)
+    for args in ([], ["--identity", str(key[0])]):
+        res = run("repo", "check", "--repo", str(repo), "--read-data", "all", *args)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert res.stdout.startswith("REPO CHECK OK - 2 backup(s) in ")
