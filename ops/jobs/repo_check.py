@@ -66,20 +66,27 @@ def _orphans(repo: Repository, names: set[str], sidecars: list[str],
     return problems
 
 
-def _decrypt_and_verify(source: Any, name: str, identities: Sequence[Any]) -> Digest:
+def _decrypt_and_verify(source: Any, name: str, identities: Sequence[Any]
+                        ) -> tuple[Digest, str | None]:
     """Read ``source`` once: hash the stored bytes, decrypt them into a private temp file and
-    verify that archive. ArchiveError / ConfigError say what failed."""
+    verify that archive. Returns the digest of every stored byte and what failed, if any."""
     from ..crypto.age import decrypt_to_file
 
     reader = DigestingReader(source)
+    stream = io.BufferedReader(reader, buffer_size=8 << 20)
+    failure = None
     with tempfile.TemporaryDirectory(prefix="mmops-check-") as work:  # 0700, unpredictable
-        stream = io.BufferedReader(reader, buffer_size=8 << 20)
-        plain = decrypt_to_file(stream, Path(work) / name.removesuffix(".age"), identities,
-                                what=name)
-        while stream.read(8 << 20):  # age stops at its last chunk; hash anything after it
-            pass
-        verify_archive(plain)
-    return reader.digest()
+        try:
+            plain = decrypt_to_file(stream, Path(work) / name.removesuffix(".age"),
+                                    identities, what=name)
+            verify_archive(plain)
+        except ConfigError as exc:
+            failure = f"the identity cannot decrypt it ({exc})"
+        except ArchiveError as exc:
+            failure = f"with the identity, it is not an intact backup: {exc}"
+    while stream.read(8 << 20):  # the digest covers every stored byte, whatever age read
+        pass
+    return reader.digest(), failure
 
 
 def _read_one(repo: Repository, backup: StoredBackup, identities: Sequence[Any] | None,
@@ -93,14 +100,9 @@ def _read_one(repo: Repository, backup: StoredBackup, identities: Sequence[Any] 
             return [Problem(name, CRITICAL, "the object is missing")], 0
         return [], 0  # pruned since it was listed
     try:
+        failure = None
         if backup.info.encrypted and identities:
-            try:
-                digest = _decrypt_and_verify(source, name, identities)
-            except ConfigError as exc:
-                return [Problem(name, CRITICAL, f"the identity cannot decrypt it ({exc})")], 0
-            except ArchiveError as exc:
-                return [Problem(name, CRITICAL, f"with the identity, it is not an intact "
-                                f"backup: {exc}")], source.size
+            digest, failure = _decrypt_and_verify(source, name, identities)
         elif backup.stored_sha256 is None and not backup.info.encrypted:
             try:  # no digest recorded: a plain backup still proves itself by its checksums
                 verify_archive(source)
@@ -120,6 +122,8 @@ def _read_one(repo: Repository, backup: StoredBackup, identities: Sequence[Any] 
     elif backup.stored_sha256 is not None and digest.sha256 != backup.stored_sha256:
         problems.append(Problem(name, CRITICAL, "the sha256 of its stored bytes differs from "
                                 "the one its sidecar recorded (the object is damaged)"))
+    elif failure is not None:  # the stored bytes are as written: the key or the content fails
+        problems.append(Problem(name, CRITICAL, failure))
     return problems, digest.size
 
 

@@ -175,7 +175,7 @@ def test_a_clean_repository_passes_with_every_object_read(store: Store,
 
 
 def test_a_flipped_byte_is_critical_with_read_data_all_and_named(
-    store: Store, filled: list[str]
+    store: Store, filled: list[str], key: tuple[Path, str]
 ) -> None:
     repo = store.open()
     for name in (filled[1], filled[2]):  # a plain and an encrypted object, same size
@@ -188,6 +188,9 @@ def test_a_flipped_byte_is_critical_with_read_data_all_and_named(
     damaged = "the sha256 of its stored bytes differs from the one its sidecar recorded"
     assert sorted(lines[1:]) == sorted(f"CRITICAL: {n}: {damaged} (the object is damaged)"
                                        for n in (filled[1], filled[2]))
+    # with the identity too: the digest names the damage (not only age's failed authentication)
+    code, again, _ = store.check("--read-data", "all", "--identity", str(key[0]))
+    assert code == 2 and again[1:] == lines[1:], again
 
 
 def test_a_truncated_object_is_critical_without_read_data(store: Store,
