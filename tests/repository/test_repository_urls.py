@@ -80,3 +80,12 @@ def test_repo_list_refuses_the_env_var_holding_several_repositories() -> None:
     res = run("repo", "list", env={"REPO": BAD["several"]})
     assert res.returncode == 2, res.stdout + res.stderr
     assert "one REPO names one repository" in _one_sentence(res.stderr)
+
+
+@pytest.mark.parametrize("command", [["check"], ["repo", "check"]])
+def test_the_nagios_checks_report_a_bad_repository_as_unknown(command: list[str]) -> None:
+    """Monitoring reads exit 2 as CRITICAL: a bad REPO is UNKNOWN (3) there, same sentence."""
+    res = run(*command, "--repo", BAD["several"])
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "UNKNOWN" in res.stdout and "one REPO names one repository" in res.stdout
+    assert "Traceback" not in res.stderr
