@@ -9,6 +9,8 @@ import datetime as dt
 import hashlib
 import json
 import random
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from ops.repository import open_repository
 from ops.repository.base import Repository, iter_read
 from ops.repository.verified import list_backups, meta_name, read_sidecar
 from ops.steps.publish import publish, write_meta
+from tests.cli_helpers import MMOPS
 from tests.jobs.test_repository_workflow import run
 
 pytestmark = pytest.mark.storage
@@ -259,13 +262,14 @@ def test_read_data_reads_a_deterministic_sample(store: Store, filled: list[str])
     assert len(seen) > 1  # other seeds, other objects
 
 
-def test_memory_stays_flat_reads_are_bounded_blocks_by_offset(tmp_path: Path) -> None:
+def test_memory_stays_flat_reads_are_bounded_blocks_by_offset(store: Store,
+                                                             tmp_path: Path) -> None:
     """A 20 MiB object is read in ≤ 8 MiB requests at increasing offsets, never whole."""
     from ops.jobs.repo_check import check_repository
     from ops.policy.repo_check import ReadData
     from ops.repository.digest import BLOCK
 
-    repo = open_repository(str(tmp_path / "repo"))
+    repo = store.open()
     put(repo, write_archive(tmp_path / "p", STAMPS[0], size=20 << 20))
     requests: list[tuple[int, int]] = []
 
@@ -291,6 +295,37 @@ def test_memory_stays_flat_reads_are_bounded_blocks_by_offset(tmp_path: Path) ->
     assert result.status == 0 and result.bytes_read > 20 << 20
     big = [r for r in requests if r[1] > 64 << 10]
     assert len(big) >= 3 and max(size for _, size in big) <= BLOCK
+    assert [offset for offset, _ in big] == sorted(offset for offset, _ in big)
+
+
+def test_reading_a_large_object_in_full_keeps_the_process_small(tmp_path: Path) -> None:
+    """Peak RSS of `repo check --read-data all` over a 192 MiB object stays within 48 MiB of
+    the same check that reads nothing (measured in a child, isolated from pytest's)."""
+    repo_dir = tmp_path / "repo"
+    repo_dir.mkdir()
+    name = "db-20261201T020000Z.mmops"
+    sha, size = hashlib.sha256(), 0
+    with (repo_dir / name).open("wb") as out:
+        for _ in range(24):
+            block = random.randbytes(8 << 20)
+            out.write(block)
+            sha.update(block)
+            size += len(block)
+    write_meta(open_repository(str(repo_dir)), name, {
+        "database": "db", "created_at": "2026-12-01T02:00:00+00:00", "size": size,
+        "encrypted": False, "kind": "full", "stored_sha256": sha.hexdigest()})
+
+    def peak(*args: str) -> int:
+        probe = ("import resource, subprocess, sys; "
+                 "r = subprocess.run(sys.argv[1:], capture_output=True); "
+                 "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+        out = subprocess.run([sys.executable, "-c", probe, str(MMOPS), "repo", "check",
+                              "--repo", str(repo_dir), *args],
+                             capture_output=True, text=True, check=True).stdout.split()
+        assert out[0] == "0", out
+        return int(out[1]) * 1024
+
+    assert peak("--read-data", "all") - peak() < 48 << 20
 
 
 def _usage(args: list[str], env: dict[str, str] | None = None) -> list[str]:
