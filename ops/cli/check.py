@@ -39,13 +39,19 @@ class NagiosCommand(click.Command):
     """A usage error (unknown option, missing --repo, bad number) is UNKNOWN, exit 3, with the
     one status line — never click's exit 2, which a monitoring system reads as CRITICAL."""
 
+    usage_hint = "mmops check --help"
+
+    def finish_unknown(self, reason: str, *, as_json: bool) -> None:
+        """Print the UNKNOWN status line for ``reason`` and exit 3."""
+        _finish_unknown(reason, as_json=as_json)
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         as_json = "--json" in args  # before parsing, which consumes args
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
-            _finish_unknown(f"usage: {exc.format_message()} (mmops check --help)",
-                            as_json=as_json)
+            self.finish_unknown(f"usage: {exc.format_message()} ({self.usage_hint})",
+                                as_json=as_json)
             raise AssertionError("unreachable") from exc
 
 

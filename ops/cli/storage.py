@@ -1,4 +1,4 @@
-"""``mmops key generate`` and ``mmops repo list|prune``: age keys and the backup repository."""
+"""``mmops key generate`` and ``mmops repo list|prune|check``: age keys and the repository."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import click
 
 from ..repository.base import Repository
 from ..repository.verified import StoredBackup, Unverified
+from .check import NagiosCommand
 from .common import echo_json, human_size
 from .shared import SharedOptions
 
@@ -171,3 +172,85 @@ def repo_prune(
         click.echo(f"warning: not deleted: {why}", err=True)
     if locked:
         raise OpsError(f"{len(locked)} backup(s) could not be deleted (locked); see above.")
+
+
+def _check_unknown(repo: str, reason: str, *, as_json: bool) -> None:
+    from ..policy.repo_check import unknown
+
+    result = unknown(repo, reason)
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        click.echo(result.line)
+    click.get_current_context().exit(result.status)
+
+
+class _RepoCheckCommand(NagiosCommand):
+    """A usage error is UNKNOWN (exit 3) with the one status line, as for ``mmops check``."""
+
+    usage_hint = "mmops repo check --help"
+
+    def finish_unknown(self, reason: str, *, as_json: bool) -> None:
+        _check_unknown("", reason, as_json=as_json)
+
+
+@repo.command("check", cls=_RepoCheckCommand)
+@click.option("--database", help="Only this database's backups.")
+@click.option("--read-data", metavar="all|N%|N",
+              help="Also read all, N percent or N of the backups in full and compare the "
+              "sha256 of their stored bytes with their sidecars' (a deterministic-random "
+              "sample, see --seed).")
+@click.option("--seed", help="Chooses the --read-data sample: the same seed reads the same "
+              "backups [default: today's UTC date, so daily runs cover different ones].")
+@click.option("--identity", type=click.Path(dir_okay=False),
+              help="age identity file: the encrypted backups --read-data reads are also "
+              "decrypted (into a private temp dir) and verified as archives.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@REPO.command
+def repo_check(repo: str, database: str | None, read_data: str | None, seed: str | None,
+               identity: str | None, as_json: bool) -> None:
+    """Prove the stored backups intact without restoring them (a Nagios/Icinga plugin: exit 0
+    OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN). Every backup's object against its sidecar (name,
+    size); with --read-data, objects read in full and their sha256 compared — encrypted ones
+    without the identity. One status line, then one line per problem naming the object."""
+    import datetime as dt
+
+    from ..errors import OpsError
+    from ..jobs.repo_check import check_repository
+    from ..policy.repo_check import parse_read_data
+    from ..repository import check_repository_spec
+
+    try:
+        spec = parse_read_data(read_data)
+    except ValueError as exc:
+        _check_unknown(repo, f"--read-data: {exc}", as_json=as_json)
+        return
+    if identity and spec.mode == "none":
+        _check_unknown(repo, "--identity verifies the encrypted backups --read-data reads; "
+                       "add --read-data all (or 10%, or a number)", as_json=as_json)
+        return
+    seed = seed or dt.datetime.now(dt.timezone.utc).date().isoformat()
+    try:
+        if check_repository_spec(repo) == "dir" and not Path(repo).expanduser().is_dir():
+            _check_unknown(repo, f"{repo} is not a directory (not mounted? wrong REPO?)",
+                           as_json=as_json)
+            return
+        identities = None
+        if identity:
+            from ..crypto.age import load_identities
+
+            identities = load_identities(identity)
+        result = check_repository(_open(repo), database=database, read_data=spec, seed=seed,
+                                  identities=identities)
+    except OpsError as exc:
+        _check_unknown(repo, f"cannot check {repo}: {exc}", as_json=as_json)
+        return
+    except Exception as exc:  # a client library's own error: still one UNKNOWN line
+        _check_unknown(repo, f"cannot check {repo}: {type(exc).__name__}", as_json=as_json)
+        return
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        for line in result.lines:
+            click.echo(line)
+    click.get_current_context().exit(result.status)

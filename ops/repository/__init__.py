@@ -25,36 +25,56 @@ from .base import (
 )
 
 _BUCKET_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-._")
+SCHEMES = ("s3", "gs")
+_FORM = "use one directory, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX"
 
 
 def split_bucket_url(spec: str) -> tuple[str, str, str]:
-    """``s3://bucket/some/prefix`` → (``s3``, ``bucket``, ``some/prefix``)."""
+    """``s3://bucket/some/prefix`` → (``s3``, ``bucket``, ``some/prefix``); UsageError for
+    anything that does not parse cleanly into exactly that (a URL library parses it; the
+    checks below refuse what it would otherwise read as a strange but valid key prefix)."""
     parts = urlsplit(spec)
     scheme = parts.scheme.lower()
-    if "@" in parts.netloc or parts.query or parts.fragment:
+    if "@" in parts.netloc or parts.query or parts.fragment or "?" in spec or "#" in spec:
         raise UsageError(
             f"The repository URL for {scheme}://{parts.hostname or ''} must be "
-            f"{scheme}://BUCKET/PREFIX only; credentials come from the environment."
+            f"{scheme}://BUCKET/PREFIX only (no user, query or fragment); credentials come "
+            "from the environment."
         )
     bucket = parts.netloc
-    if not bucket or not set(bucket) <= _BUCKET_CHARS:
+    if not bucket:
+        raise UsageError(f"The repository URL {spec!r} names no bucket; {_FORM}.")
+    if not set(bucket) <= _BUCKET_CHARS:
         raise UsageError(f"{spec!r} names no valid bucket; use {scheme}://BUCKET/PREFIX.")
-    return scheme, bucket, parts.path.strip("/")
+    prefix = parts.path.strip("/")
+    segments = prefix.split("/") if prefix else []
+    if any(s in ("", ".", "..") for s in segments):
+        raise UsageError(
+            f"The repository URL {spec!r} has an empty, '.' or '..' path segment; a prefix "
+            "is a plain path such as s3://BUCKET/team/backups."
+        )
+    return scheme, bucket, prefix
 
 
 def check_repository_spec(spec: str) -> str:
     """``s3``, ``gs`` or ``dir`` for a valid ``spec``; UsageError otherwise. No network, no
-    credentials: the CLI calls it before a backup starts, the factory before it opens."""
-    lowered = spec.lower()
-    if lowered.startswith(("s3://", "gs://")):
-        split_bucket_url(spec)
-        return lowered[:2]
-    if "://" in spec:
-        scheme = spec.split("://", 1)[0]
+    credentials: the CLI calls it before a backup starts, the factory before it opens.
+
+    One value names one repository: whitespace is refused rather than read as part of a
+    directory or key prefix (``REPO="s3://a/x gs://b/y"`` is two URLs, not one prefix)."""
+    if not spec or spec != spec.strip() or any(c.isspace() for c in spec):
         raise UsageError(
-            f"Unknown repository type {scheme}://; use a directory, s3://BUCKET/PREFIX "
-            "or gs://BUCKET/PREFIX."
+            f"The repository {spec!r} contains whitespace; one REPO names one repository "
+            f"({_FORM}, without spaces)."
         )
+    scheme = urlsplit(spec).scheme.lower()
+    if "://" in spec or scheme in SCHEMES:
+        if "://" not in spec:
+            raise UsageError(f"The repository URL {spec!r} is malformed; {_FORM}.")
+        if scheme not in SCHEMES:
+            raise UsageError(f"Unknown repository type {spec.split('://', 1)[0]}://; {_FORM}.")
+        split_bucket_url(spec)
+        return scheme
     return "dir"
 
 

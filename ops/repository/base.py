@@ -33,6 +33,10 @@ class NameInUse(RepositoryError):
     """A backup name that exists or that another run is writing right now."""
 
 
+class ObjectMissing(RepositoryError):
+    """``open`` of a name the store does not hold (as opposed to a store that failed)."""
+
+
 @dataclass(frozen=True)
 class BackupName:
     """What a backup's file or object name says about it."""

@@ -9,7 +9,7 @@ never half-read.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -31,6 +31,7 @@ class Sidecar(msgspec.Struct, frozen=True):
     rows: Count | None = None
     size: Count | None = None
     encrypted: bool | None = None
+    stored_sha256: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")] | None = None
 
 
 class LockHolder(msgspec.Struct, frozen=True):

@@ -33,7 +33,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from ops.errors import RepositoryError
 
-from .base import Entry
+from .base import Entry, ObjectMissing
 
 _CHUNK_MULTIPLE = 256 << 10
 DEFAULT_CHUNK_SIZE = 8 << 20
@@ -148,7 +148,7 @@ class GCSRepository:
         with self._errors("open", name):
             blob = self._bucket.get_blob(self.key(name))
         if blob is None:
-            raise RepositoryError(f"{self.object_url(name)} does not exist.")
+            raise ObjectMissing(f"{self.object_url(name)} does not exist.")
         return GCSObject(self, blob)
 
     def exists(self, name: str) -> bool:
@@ -241,7 +241,7 @@ class GCSRepository:
                     f"The GCS bucket {self.bucket_name!r} does not exist at {self.endpoint}.",
                     hint="Create it or fix the repository URL.",
                 )
-            return RepositoryError(f"{what} does not exist.")
+            return ObjectMissing(f"{what} does not exist.")
         if isinstance(exc, gexc.PreconditionFailed) or status == 412:
             return RepositoryError(f"{what} already exists; refusing to overwrite it.")
         if isinstance(exc, gexc.Unauthorized) or status == 401:

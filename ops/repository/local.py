@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import RepositoryError
 from ..process import pid_alive
-from .base import Entry, NameInUse
+from .base import Entry, NameInUse, ObjectMissing
 
 _PARTIAL_RE = re.compile(r"^\..+\.partial-(?:(\d+)-)?[0-9a-f]+$")
 _RESERVED_RE = re.compile(r"^\..+\.reserved$")
@@ -145,7 +145,7 @@ class LocalRepository:
         try:
             return _FileReader(self.path_of(name))
         except FileNotFoundError as exc:
-            raise RepositoryError(f"{self.path / name} does not exist.") from exc
+            raise ObjectMissing(f"{self.path / name} does not exist.") from exc
 
     def create(self, name: str, *, size_hint: int | None = None) -> _FileSink:
         del size_hint  # a file needs no part size

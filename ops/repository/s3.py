@@ -41,7 +41,7 @@ from botocore.config import Config
 
 from ops.errors import RepositoryError
 
-from .base import Entry
+from .base import Entry, ObjectMissing
 from .documents import parse_lock_holder
 from .parts import (
     HARD_MAX_PARTS,
@@ -331,7 +331,7 @@ class S3Repository:
                         f"The S3 bucket {self.bucket!r} does not exist at {self.endpoint}.",
                         hint="Create it or fix the repository URL.",
                     )
-                return RepositoryError(f"{what} does not exist.")
+                return ObjectMissing(f"{what} does not exist.")
             if code == "SignatureDoesNotMatch":
                 return RepositoryError(
                     f"{self.endpoint} refused the secret key for {self.url} "

@@ -23,6 +23,7 @@ import datetime as dt
 from collections.abc import MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Annotated
 
 import msgspec
 
@@ -36,6 +37,7 @@ MAX_SIDECAR_BYTES = 64 << 10
 # holds its snapshot (after waiting for locks, bounded by --backup-lock-timeout).
 TIME_SLACK = (dt.timedelta(seconds=-2), dt.timedelta(hours=1))
 READERS = 8  # sidecars fetched at once from an object store (each is one small GET)
+Sha256Hex = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
 
 
 class Sidecar(msgspec.Struct):
@@ -50,6 +52,9 @@ class Sidecar(msgspec.Struct):
     server_version: str | None = None
     tables: int | None = None
     rows: int | None = None
+    # sha256 of the stored bytes (encrypted ones for .age); absent in sidecars written before
+    # it was recorded, which stay valid (``repo check`` warns that it cannot prove them).
+    stored_sha256: Sha256Hex | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,8 @@ class Verdict:
     kind: str = "?"  # full | tables | safety
     alembic_revision: str | None = None
     reason: str = ""
+    stored_sha256: str | None = None  # from the sidecar, when it records one
+    has_sidecar: bool = True  # False: a plain local file that verified by its manifest
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,8 @@ class StoredBackup:
     info: BackupName
     kind: str
     alembic_revision: str | None
+    stored_sha256: str | None = None  # the sidecar's digest of the stored bytes, if any
+    has_sidecar: bool = True
 
     @property
     def name(self) -> str:
@@ -163,7 +172,7 @@ def judge(repo: Repository, entry: Entry, info: BackupName, has_sidecar: bool) -
         if problem:
             return Verdict(False, reason=problem)
         kind = "safety" if info.safety else meta.kind
-        return Verdict(True, kind, meta.alembic_revision)
+        return Verdict(True, kind, meta.alembic_revision, stored_sha256=meta.stored_sha256)
     from .local import LocalRepository
 
     if not isinstance(repo, LocalRepository) or info.encrypted:
@@ -180,7 +189,8 @@ def judge(repo: Repository, entry: Entry, info: BackupName, has_sidecar: bool) -
         return Verdict(False, reason=problem)
     revision = manifest.get("alembic_revision")
     kind = "safety" if info.safety else ("tables" if manifest.get("partial") else "full")
-    return Verdict(True, kind, revision if isinstance(revision, str) else None)
+    return Verdict(True, kind, revision if isinstance(revision, str) else None,
+                   has_sidecar=False)
 
 
 def list_backups(
@@ -211,7 +221,8 @@ def list_backups(
     for entry, info in named:
         verdict = cache[key(entry)]
         if verdict.ok:
-            good.append(StoredBackup(entry, info, verdict.kind, verdict.alembic_revision))
+            good.append(StoredBackup(entry, info, verdict.kind, verdict.alembic_revision,
+                                     verdict.stored_sha256, verdict.has_sidecar))
         else:
             bad.append(Unverified(entry, info, verdict.reason))
     return Listing(good, bad)

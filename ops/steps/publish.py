@@ -15,6 +15,7 @@ from ..engine.results import Progress, ProgressCallback
 from ..errors import RepositoryError
 from ..repository import open_repository
 from ..repository.base import Repository
+from ..repository.digest import DigestingSink
 from ..repository.verified import Unverified, list_backups, meta_name
 
 # Storage settings a laptop may hand to the agent (over the SSH channel's stdin, never argv).
@@ -104,8 +105,9 @@ def open_target(request: PublishRequest, *, environ: Mapping[str, str] | None = 
 def write_meta(repo: Repository, backup_name: str, meta: dict[str, Any]) -> None:
     """What ``repo list`` shows without downloading or decrypting the backup: database, time,
     size, kind, alembic revision, encrypted, counts. No table names (they may be sensitive) and
-    never a URL or secret. It is also what makes the object count as a backup
-    (``repository.verified``)."""
+    never a URL or secret; ``stored_sha256``, the digest of the object's bytes as stored (the
+    encrypted ones for ``.age``), lets ``repo check`` prove it intact without the identity.
+    It is also what makes the object count as a backup (``repository.verified``)."""
     import json
 
     sink: Any = repo.create(meta_name(backup_name))
@@ -127,7 +129,8 @@ def publish(
     emit = progress or (lambda _p: None)
     name = path.name + (".age" if encrypt_to else "")
     size = path.stat().st_size
-    sink: Any = repo.create(name, size_hint=size)
+    stored_sink = DigestingSink(repo.create(name, size_hint=size))  # the bytes as stored
+    sink: Any = stored_sink
     if encrypt_to:
         from ..crypto.age import EncryptingSink, parse_recipients
 
@@ -143,9 +146,15 @@ def publish(
     except BaseException:
         sink.abort()
         raise
-    stored = next((e.size for e in repo.list(name) if e.name == name), done)
+    digest = stored_sink.digest()
+    stored = next((e.size for e in repo.list(name) if e.name == name), digest.size)
+    if stored != digest.size:  # no sidecar: the object never counts as a backup
+        raise RepositoryError(
+            f"{repo.url} holds {name} with {stored} bytes after {digest.size} were written; "
+            "it does not count as a backup.", hint="Check the storage, then back up again.")
     if meta is not None:
-        write_meta(repo, name, {**meta, "size": stored, "encrypted": bool(encrypt_to)})
+        write_meta(repo, name, {**meta, "size": stored, "encrypted": bool(encrypt_to),
+                                "stored_sha256": digest.sha256})
     return PublishOutcome(repository=repo.url, name=name, size_bytes=stored,
                           encrypted=bool(encrypt_to))
 
