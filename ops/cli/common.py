@@ -64,6 +64,10 @@ def restore_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--tables", "-t", multiple=True, envvar="TABLES",
                      help="Restore only these tables from a .mmops backup (data-only, into "
                      "the existing schema; patterns, comma/space separated)."),
+        click.option("--with-dependents", is_flag=True, envvar="WITH_DEPENDENTS",
+                     help="With --tables: also restore every table that references them "
+                     "through a foreign key (directly or through another table); the plan "
+                     "lists them."),
         click.option("--yes", "-y", is_flag=True, envvar="YES",
                      help="Do not ask to type the database name (automation)."),
         click.option("--force", is_flag=True, envvar="FORCE",

@@ -106,7 +106,7 @@ def restore(
     tables: tuple[str, ...], yes: bool, force: bool,
     no_owner: bool, no_privileges: bool, lock_timeout: float, keep_safety: int,
     backup_dir: Path, jobs: int, as_json: bool, progress_json: bool, repo: str | None,
-    identity: str | None, from_database: str | None,
+    identity: str | None, from_database: str | None, with_dependents: bool,
 ) -> None:
     """Restore FILE (a .mmops backup or `latest`, an old JSON backup or a plain SQL dump)
     atomically: plan, typed confirmation when data is replaced, safety backup, restore."""
@@ -116,6 +116,7 @@ def restore(
         no_owner=no_owner, no_privileges=no_privileges, lock_timeout=lock_timeout,
         keep_safety=keep_safety, jobs=jobs, as_json=as_json, progress_json=progress_json,
         phases=False, repo=repo, identity=identity, from_database=from_database,
+        with_dependents=with_dependents,
     )
 
 

@@ -57,6 +57,7 @@ def restore_command(
     no_owner: bool = False, no_privileges: bool = False,
     as_json: bool, progress_json: bool, phases: bool = True, repo: str | None = None,
     identity: str | None = None, from_database: str | None = None,
+    with_dependents: bool = False,
 ) -> None:
     import tempfile
 
@@ -74,7 +75,7 @@ def restore_command(
             mode=mode, tables=split_patterns(tables), force=force, no_owner=no_owner,
             no_privileges=no_privileges,
             lock_timeout=lock_timeout, jobs=jobs, keep_safety=keep_safety,
-            from_database=from_database,
+            from_database=from_database, with_dependents=with_dependents,
         )
         render_plan(prepared.plan, err=as_json)
         confirm(prepared, lambda plan: typed_confirmation(plan, yes=yes))

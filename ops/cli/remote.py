@@ -119,7 +119,7 @@ def restore_cmd(
     force: bool, no_owner: bool, no_privileges: bool, lock_timeout: float, keep_safety: int,
     backup_dir: Path, jobs: int,
     as_json: bool, progress_json: bool, repo: str | None, identity: str | None,
-    from_database: str | None, **remote: Any,
+    from_database: str | None, with_dependents: bool, **remote: Any,
 ) -> None:
     """Restore BACKUP (a .mmops file or `latest`, an old JSON backup, or a plain SQL dump)
     into the server's database, atomically (safety backup in OPS_DIR/safety first)."""
@@ -129,6 +129,7 @@ def restore_cmd(
         keep_safety=keep_safety, jobs=jobs,
         as_json=as_json, progress_json=progress_json, repo=repo, identity=identity,
         from_database=from_database,
+        with_dependents=with_dependents,
     )
 
 

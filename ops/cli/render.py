@@ -26,6 +26,8 @@ def render_plan(plan: Plan, *, err: bool = False) -> None:
         echo(f"  alembic    backup {plan.backup_alembic_revision or '-'}  /  live "
              f"{plan.live_alembic_revision or '-'}")
         only = f" (--tables {','.join(plan.selected_tables)})" if plan.selected_tables else ""
+        if plan.dependents:
+            only = only[:-1] + f", and {len(plan.dependents)} that reference them)"
         echo(f"  tables     {len(plan.tables)} replaced{only}: {plan.live_rows_replaced} "
              f"live rows → {plan.rows_to_load} rows from the backup")
     for t in plan.tables[:200]:
@@ -33,6 +35,9 @@ def render_plan(plan: Plan, *, err: bool = False) -> None:
         echo(f"    {t.table:<40} {live:>10} → {t.backup_rows}")
     if len(plan.tables) > 200:
         echo(f"    … and {len(plan.tables) - 200} more tables")
+    if plan.dependents:
+        echo(f"  dependents {', '.join(plan.dependents)} (--with-dependents: they reference the "
+             "selected tables through foreign keys)")
     if plan.dropped:
         echo(f"  drops      {len(plan.dropped)} tables not in the backup, "
              f"{plan.live_rows_dropped} live rows:")
@@ -46,6 +51,8 @@ def render_plan(plan: Plan, *, err: bool = False) -> None:
         echo(f"  warning: {w}")
     for r in plan.refusals:
         echo(f"  {'overridden (--force)' if plan.force else 'REFUSED'}: {r}")
+    for r in plan.blocked:
+        echo(f"  REFUSED: {r}")
 
 
 def render_backup(outcome: BackupOutcome, *, detailed: bool = False) -> None:
