@@ -38,11 +38,18 @@ def notice(text: str) -> None:
 
 
 def human_size(n: float) -> str:
+    """Bytes in binary units (B, KiB, MiB, GiB, TiB): the one unit system every size and
+    progress bar the CLI shows uses."""
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
+        if n < 1024:
+            return f"{int(n)} B" if unit == "B" else f"{n:,.1f} {unit}"
         n /= 1024
-    return f"{n:.1f} GiB"
+    return f"{n:,.1f} TiB"
+
+
+def count(n: int, word: str, plural: str | None = None) -> str:
+    """``1 table``, ``2 tables``, ``12,345 rows``: thousands separated, the noun agreeing."""
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"
 
 
 def split_patterns(values: Iterable[str] | str | None) -> list[str]:

@@ -13,6 +13,7 @@ import click
 
 from ..steps.results import BackupRequest
 from .common import (
+    count,
     echo_json,
     human_size,
     publish_options,
@@ -141,8 +142,8 @@ def export(file: Path, fmt: str, output: Path | None, as_json: bool) -> None:
                    "bytes_written": result.bytes_written})
         return
     click.echo(result.path)
-    click.echo(f"{result.tables} tables, {result.rows} rows, {human_size(result.bytes_written)}",
-               err=True)
+    click.echo(f"{count(result.tables, 'table')}, {count(result.rows, 'row')}, "
+               f"{human_size(result.bytes_written)}", err=True)
 
 
 # --- verify / inspect ----------------------------------------------------------------------
@@ -182,7 +183,8 @@ def verify(file: str, as_json: bool, restore_test: bool, repo: str | None,
     if as_json:
         echo_json(asdict(report))
     else:
-        click.echo(f"OK {file}: {report.members} members, {human_size(report.raw_bytes)} of data "
+        click.echo(f"OK {file}: {count(report.members, 'member')}, "
+                   f"{human_size(report.raw_bytes)} of data "
                    f"({human_size(report.stored_bytes)} stored), every checksum matches")
 
 

@@ -162,9 +162,14 @@ def inspect_backup_file(path: Path, progress: ProgressCallback | None = None) ->
     if kind is FileKind.ARCHIVE:
         from ..archive import read_manifest, verify_archive
 
+        report = None
         if progress is not None:
             progress(Progress("verify", message=f"checking {path.name}"))
-        verify_archive(path)
+
+            def report(done: int, total: int, member: str) -> None:
+                progress(Progress("verify", done=done, total=total or None, item=member))
+
+        verify_archive(path, report)
         return BackupFile(path, kind, manifest=read_manifest(path))
     return BackupFile(path, kind, foreign=describe_foreign(path, kind))
 
