@@ -216,9 +216,9 @@ def inspect(file: str, as_json: bool, identity: str | None) -> None:
     click.echo(f"created:   {manifest.get('created_at')}  by mmops {manifest.get('tool_version')}")
     click.echo(f"alembic:   {manifest.get('alembic_revision') or '-'}")
     tables = manifest.get("tables", [])
-    click.echo(f"tables:    {len(tables)}, {sum(t['rows'] for t in tables)} rows")
+    click.echo(f"tables:    {len(tables):,}, {count(sum(t['rows'] for t in tables), 'row')}")
     for t in tables:
-        click.echo(f"  {t['schema']}.{t['name']:<40} {t['rows']:>12} rows  "
+        click.echo(f"  {t['schema']}.{t['name']:<40} {count(t['rows'], 'row'):>17}  "
                    f"{human_size(t['stored_bytes']):>10}")
 
 

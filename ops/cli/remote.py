@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from ..errors import OpsError
-from .common import echo_json, notice, publish_options, publish_request, restore_options
+from .common import count, echo_json, notice, publish_options, publish_request, restore_options
 from .flows import backup_command, restore_command
 from .shared import agent_options, remote_settings
 
@@ -149,7 +149,7 @@ def status_cmd(as_json: bool, **remote: Any) -> None:
     click.echo(f"Database {live['server']} (PostgreSQL {live['server_version']}), alembic "
                f"{live['alembic_revision'] or '-'}")
     for t in live["tables"]:
-        click.echo(f"  {t['schema']}.{t['name']:<36} {t['rows']:>10} rows")
+        click.echo(f"  {t['schema']}.{t['name']:<36} {count(t['rows'], 'row'):>15}")
 
 
 @remote.command("doctor")

@@ -111,3 +111,15 @@ def test_sizes_are_binary_everywhere_and_counts_agree_in_number() -> None:
     assert bar_total(Progress("data", done=47_041, total=426)) == 47_041
     assert bar_total(Progress("data", done=5, total=426)) == 426
     assert bar_total(Progress("data", done=5)) is None
+
+
+def test_inspect_and_verify_write_counts_one_way(app, tmp_path):
+    archive, _ = _backup(app, tmp_path)
+    res = mmops("inspect", str(archive))
+    assert res.returncode == 0, res.stderr
+    assert "tables:    2, 110,050 rows" in res.stdout
+    big = next(line for line in res.stdout.splitlines() if "public.big" in line)
+    assert "110,000 rows" in big and "MiB" in big
+    res = mmops("verify", str(archive))
+    assert res.returncode == 0, res.stderr
+    assert " members, " in res.stdout and " MiB of data (" in res.stdout
