@@ -13,7 +13,7 @@ BOOTSTRAP_DIR ?= .state/bootstrap
 # naming the closest one — a typo such as HSOT= or ENCRYPT_T0= must never change what happens.
 USER_VARS := HOST REMOTE_USER_HOST HOSTS PARALLEL FLEET_LOG_DIR SSH_CONFIG ENV_FILE PROD_ENV_FILE \
   OPS_DIR REMOTE_PYTHON OFFLINE ACCEPT_NEW_HOST_KEY BACKUP_DIR BACKUP FROM_DATABASE YES FORCE \
-  NO_OWNER NO_PRIVILEGES MMOPS_PG_BINDIR \
+  WITH_DEPENDENTS NO_OWNER NO_PRIVILEGES MMOPS_PG_BINDIR \
   TABLES EXCLUDE_TABLES REPO MMOPS_REPO REPO_ENV_FILE ENCRYPT_TO AGE_IDENTITY LOCK_DAYS KEEP \
   KEEP_LOCAL YIELD_AFTER LOCK_TIMEOUT CALENDAR RANDOMIZED_DELAY STALL SCHEDULER TEST_RESTORE \
   NOTIFY DATABASE DRY_RUN BIND ROOT_PATH MMOPS_WEB_PASSWORD_HASH MMOPS_SANDBOX_DIR \
@@ -51,7 +51,8 @@ PUBLISH_OPTS = $(strip $(call opt,--repo,REPO) $(call opt,--encrypt-to,ENCRYPT_T
   $(call opt,--lock-days,LOCK_DAYS) $(call opt,--keep,KEEP) $(call switch,--keep-local,KEEP_LOCAL) \
   $(call opt,--yield-after,YIELD_AFTER) $(call opt,--backup-lock-timeout,LOCK_TIMEOUT))
 RESTORE_OPTS = $(strip $(call opt,--backup-dir,BACKUP_DIR) $(call opt,--tables,TABLES) \
-  $(call switch,--yes,YES) $(call switch,--force,FORCE) $(call opt,--repo,REPO) \
+  $(call switch,--yes,YES) $(call switch,--force,FORCE) \
+  $(call switch,--with-dependents,WITH_DEPENDENTS) $(call opt,--repo,REPO) \
   $(call opt,--identity,AGE_IDENTITY) $(call opt,--from-database,FROM_DATABASE) \
   $(call switch,--no-owner,NO_OWNER) $(call switch,--no-privileges,NO_PRIVILEGES))
 FLEET_OPTS = $(strip $(call opt,--hosts,HOSTS) $(call opt,--parallel,PARALLEL))

@@ -158,7 +158,7 @@ def test_restore_into_a_non_empty_database_plans_replace_and_needs_the_typed_nam
     assert f"The backup is of database {backup_file.name.rsplit('-', 1)[0]!r}" in line
     res = mmops("restore", str(backup_file), "--force", url=dst)
     assert "--yes" in _one_sentence_error(res, RestoreRefused.exit_code)
-    assert "(mode replace)" in res.stdout and "will disappear: public.mine (1 rows)" in res.stdout
+    assert "(mode replace)" in res.stdout and "will disappear: public.mine (1 row)" in res.stdout
     assert data_digest(dst) == before
     line = _one_sentence_error(mmops("restore", str(backup_file), "--mode", "create", url=dst),
                                RestoreRefused.exit_code)

@@ -38,11 +38,18 @@ def notice(text: str) -> None:
 
 
 def human_size(n: float) -> str:
+    """Bytes in binary units (B, KiB, MiB, GiB, TiB): the one unit system every size and
+    progress bar the CLI shows uses."""
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
+        if n < 1024:
+            return f"{int(n)} B" if unit == "B" else f"{n:,.1f} {unit}"
         n /= 1024
-    return f"{n:.1f} GiB"
+    return f"{n:,.1f} TiB"
+
+
+def count(n: int, word: str, plural: str | None = None) -> str:
+    """``1 table``, ``2 tables``, ``12,345 rows``: thousands separated, the noun agreeing."""
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"
 
 
 def split_patterns(values: Iterable[str] | str | None) -> list[str]:
@@ -64,6 +71,10 @@ def restore_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--tables", "-t", multiple=True, envvar="TABLES",
                      help="Restore only these tables from a .mmops backup (data-only, into "
                      "the existing schema; patterns, comma/space separated)."),
+        click.option("--with-dependents", is_flag=True, envvar="WITH_DEPENDENTS",
+                     help="With --tables: also restore every table that references them "
+                     "through a foreign key (directly or through another table); the plan "
+                     "lists them."),
         click.option("--yes", "-y", is_flag=True, envvar="YES",
                      help="Do not ask to type the database name (automation)."),
         click.option("--force", is_flag=True, envvar="FORCE",

@@ -13,6 +13,7 @@ import click
 
 from ..steps.results import BackupRequest
 from .common import (
+    count,
     echo_json,
     human_size,
     publish_options,
@@ -106,7 +107,7 @@ def restore(
     tables: tuple[str, ...], yes: bool, force: bool,
     no_owner: bool, no_privileges: bool, lock_timeout: float, keep_safety: int,
     backup_dir: Path, jobs: int, as_json: bool, progress_json: bool, repo: str | None,
-    identity: str | None, from_database: str | None,
+    identity: str | None, from_database: str | None, with_dependents: bool,
 ) -> None:
     """Restore FILE (a .mmops backup or `latest`, an old JSON backup or a plain SQL dump)
     atomically: plan, typed confirmation when data is replaced, safety backup, restore."""
@@ -116,6 +117,7 @@ def restore(
         no_owner=no_owner, no_privileges=no_privileges, lock_timeout=lock_timeout,
         keep_safety=keep_safety, jobs=jobs, as_json=as_json, progress_json=progress_json,
         phases=False, repo=repo, identity=identity, from_database=from_database,
+        with_dependents=with_dependents,
     )
 
 
@@ -140,8 +142,8 @@ def export(file: Path, fmt: str, output: Path | None, as_json: bool) -> None:
                    "bytes_written": result.bytes_written})
         return
     click.echo(result.path)
-    click.echo(f"{result.tables} tables, {result.rows} rows, {human_size(result.bytes_written)}",
-               err=True)
+    click.echo(f"{count(result.tables, 'table')}, {count(result.rows, 'row')}, "
+               f"{human_size(result.bytes_written)}", err=True)
 
 
 # --- verify / inspect ----------------------------------------------------------------------
@@ -181,7 +183,8 @@ def verify(file: str, as_json: bool, restore_test: bool, repo: str | None,
     if as_json:
         echo_json(asdict(report))
     else:
-        click.echo(f"OK {file}: {report.members} members, {human_size(report.raw_bytes)} of data "
+        click.echo(f"OK {file}: {count(report.members, 'member')}, "
+                   f"{human_size(report.raw_bytes)} of data "
                    f"({human_size(report.stored_bytes)} stored), every checksum matches")
 
 
@@ -213,9 +216,9 @@ def inspect(file: str, as_json: bool, identity: str | None) -> None:
     click.echo(f"created:   {manifest.get('created_at')}  by mmops {manifest.get('tool_version')}")
     click.echo(f"alembic:   {manifest.get('alembic_revision') or '-'}")
     tables = manifest.get("tables", [])
-    click.echo(f"tables:    {len(tables)}, {sum(t['rows'] for t in tables)} rows")
+    click.echo(f"tables:    {len(tables):,}, {count(sum(t['rows'] for t in tables), 'row')}")
     for t in tables:
-        click.echo(f"  {t['schema']}.{t['name']:<40} {t['rows']:>12} rows  "
+        click.echo(f"  {t['schema']}.{t['name']:<40} {count(t['rows'], 'row'):>17}  "
                    f"{human_size(t['stored_bytes']):>10}")
 
 

@@ -57,6 +57,7 @@ def restore_command(
     no_owner: bool = False, no_privileges: bool = False,
     as_json: bool, progress_json: bool, phases: bool = True, repo: str | None = None,
     identity: str | None = None, from_database: str | None = None,
+    with_dependents: bool = False,
 ) -> None:
     import tempfile
 
@@ -69,13 +70,17 @@ def restore_command(
     with open_transport() as transport, tempfile.TemporaryDirectory(
         prefix="mmops-restore-"
     ) as work:
-        prepared = prepare_restore(
-            transport, backup, source, workdir=Path(work), identity=identity,
-            mode=mode, tables=split_patterns(tables), force=force, no_owner=no_owner,
-            no_privileges=no_privileges,
-            lock_timeout=lock_timeout, jobs=jobs, keep_safety=keep_safety,
-            from_database=from_database,
-        )
+        # The download and the verify before the plan report progress too (a large backup
+        # takes seconds to check); the bar is gone before the plan is shown.
+        with progress_reporter(json_lines=progress_json,
+                               phases=phases and not as_json) as early:
+            prepared = prepare_restore(
+                transport, backup, source, workdir=Path(work), identity=identity,
+                mode=mode, tables=split_patterns(tables), force=force, no_owner=no_owner,
+                no_privileges=no_privileges,
+                lock_timeout=lock_timeout, jobs=jobs, keep_safety=keep_safety,
+                from_database=from_database, with_dependents=with_dependents, progress=early,
+            )
         render_plan(prepared.plan, err=as_json)
         confirm(prepared, lambda plan: typed_confirmation(plan, yes=yes))
         with progress_reporter(json_lines=progress_json,

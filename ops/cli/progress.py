@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 
 from ..engine.results import Progress, ProgressCallback
+from .common import human_size
 
 
 @contextlib.contextmanager
@@ -44,23 +45,27 @@ def progress_reporter(
         yield plain
         return
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TransferSpeedColumn,
-    )
-    from rich.progress import (
-        Progress as RichProgress,
-    )
+    from rich.progress import BarColumn, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as RichProgress
+    from rich.text import Text
+
+    class BytesColumn(ProgressColumn):
+        """``1.2 MiB of 3.4 MiB, 5.6 MiB/s`` in the CLI's one unit system (``human_size``,
+        binary): rich's DownloadColumn and TransferSpeedColumn would mix decimal units in."""
+
+        def render(self, task: Task) -> Text:
+            done = human_size(task.completed)
+            text = done if task.total is None else f"{done} of {human_size(task.total)}"
+            speed = task.finished_speed or task.speed
+            if speed:
+                text += f", {human_size(speed)}/s"
+            return Text(text, style="progress.download")
 
     console = Console(stderr=True)
     with RichProgress(
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
+        BytesColumn(),
         TimeElapsedColumn(),
         console=console,
         transient=True,
@@ -71,6 +76,12 @@ def progress_reporter(
             label = p.phase + (f" {p.item}" if p.item else "") + (
                 f": {p.message}" if p.message else ""
             )
-            bar.update(task, description=label[:60], completed=p.done, total=p.total)
+            bar.update(task, description=label[:60], completed=p.done, total=bar_total(p))
 
         yield emit
+
+
+def bar_total(p: Progress) -> int | None:
+    """The total a bar shows for ``p``: never less than what is done (an estimate that fell
+    short, e.g. from an older agent, grows rather than reading "47 MiB of 426 KiB")."""
+    return None if p.total is None else max(p.total, p.done)

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from ..errors import OpsError
-from .common import echo_json, notice, publish_options, publish_request, restore_options
+from .common import count, echo_json, notice, publish_options, publish_request, restore_options
 from .flows import backup_command, restore_command
 from .shared import agent_options, remote_settings
 
@@ -119,7 +119,7 @@ def restore_cmd(
     force: bool, no_owner: bool, no_privileges: bool, lock_timeout: float, keep_safety: int,
     backup_dir: Path, jobs: int,
     as_json: bool, progress_json: bool, repo: str | None, identity: str | None,
-    from_database: str | None, **remote: Any,
+    from_database: str | None, with_dependents: bool, **remote: Any,
 ) -> None:
     """Restore BACKUP (a .mmops file or `latest`, an old JSON backup, or a plain SQL dump)
     into the server's database, atomically (safety backup in OPS_DIR/safety first)."""
@@ -129,6 +129,7 @@ def restore_cmd(
         keep_safety=keep_safety, jobs=jobs,
         as_json=as_json, progress_json=progress_json, repo=repo, identity=identity,
         from_database=from_database,
+        with_dependents=with_dependents,
     )
 
 
@@ -148,7 +149,7 @@ def status_cmd(as_json: bool, **remote: Any) -> None:
     click.echo(f"Database {live['server']} (PostgreSQL {live['server_version']}), alembic "
                f"{live['alembic_revision'] or '-'}")
     for t in live["tables"]:
-        click.echo(f"  {t['schema']}.{t['name']:<36} {t['rows']:>10} rows")
+        click.echo(f"  {t['schema']}.{t['name']:<36} {count(t['rows'], 'row'):>15}")
 
 
 @remote.command("doctor")

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import RestoreFailed
-from .common import echo_json
+from .common import count, echo_json
 from .progress import progress_reporter
 
 
@@ -57,11 +57,11 @@ def _render(report: object, label: str) -> None:
     click.echo(f"  into      {report.target}")
     ok_tables = sum(c.ok for c in report.tables)
     click.echo(f"  tables    {ok_tables}/{len(report.tables)} identical (rows and sha256 of the "
-               f"COPY data), {report.rows} rows")
+               f"COPY data), {count(report.rows, 'row')}")
     for c in report.tables:
         mark = "ok  " if c.ok else "FAIL"
-        rows = "-" if c.rows_found is None else str(c.rows_found)
-        click.echo(f"    [{mark}] {c.qualified:<44} {rows:>10} rows  "
+        rows = "-" if c.rows_found is None else count(c.rows_found, "row")
+        click.echo(f"    [{mark}] {c.qualified:<44} {rows:>15}  "
                    f"sha256 {(c.sha256_found or '-')[:16]}")
     ok_seqs = sum(s.ok for s in report.sequences)
     click.echo(f"  sequences {ok_seqs}/{len(report.sequences)} at the backup's values")

@@ -10,7 +10,7 @@ import click
 from ..repository.base import Repository
 from ..repository.verified import StoredBackup, Unverified
 from .check import NagiosCommand
-from .common import echo_json, human_size
+from .common import count, echo_json, human_size
 from .shared import SharedOptions
 
 
@@ -91,7 +91,7 @@ def repo_list(repo: str, database: str | None, as_json: bool) -> None:
     for bad in listing.unverified:
         click.echo(f"warning: {bad.sentence()}; it is never counted, chosen or pruned.",
                    err=True)
-    click.echo(f"{len(listing.backups)} backups in {store.url}"
+    click.echo(f"{count(len(listing.backups), 'backup')} in {store.url}"
                + (f" ({len(listing.unverified)} damaged)" if listing.unverified else ""),
                err=True)
 

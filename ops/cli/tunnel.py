@@ -91,6 +91,7 @@ def restore_cmd(
     no_owner: bool, no_privileges: bool,
     lock_timeout: float, keep_safety: int, backup_dir: Path, jobs: int, as_json: bool,
     progress_json: bool, repo: str | None, identity: str | None, from_database: str | None,
+    with_dependents: bool,
     **remote: Any,
 ) -> None:
     """Restore BACKUP (a file, or `latest` in BACKUP_DIR) into the server's database by tunnel.
@@ -105,4 +106,5 @@ def restore_cmd(
         no_owner=no_owner, no_privileges=no_privileges,
         lock_timeout=lock_timeout, keep_safety=keep_safety, jobs=jobs, as_json=as_json,
         progress_json=progress_json, repo=repo, identity=identity, from_database=from_database,
+        with_dependents=with_dependents,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import json
 import shutil
 import tempfile
@@ -438,10 +439,17 @@ class _Copier:
         self.tasks: list[asyncio.Future[None]] = []
         self.done_bytes = 0
         self.total_bytes = 0
+        # Per table: the size expected (pg_class.relpages: stale statistics can be far off),
+        # replaced by what was copied once that is more, or once the table is done — so the
+        # total grows with a table bigger than its statistics and done never exceeds it.
+        self.expected: list[int] = []
+        self.copied: list[int] = []
 
     def start(self, tables: list[TableDef], conns: Sequence[asyncpg.Connection]) -> None:
         self.tables = tables
-        self.total_bytes = sum(t.approx_bytes for t in tables)
+        self.expected = [t.approx_bytes for t in tables]
+        self.copied = [0] * len(tables)
+        self.total_bytes = sum(self.expected)
         for i in sorted(range(len(tables)), key=lambda i: -tables[i].approx_bytes):
             self.queue.put_nowait(i)
         self.tasks = [asyncio.ensure_future(self._worker(c)) for c in conns]
@@ -457,9 +465,17 @@ class _Copier:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
-    def _on_bytes(self, n: int) -> None:
+    def _on_bytes(self, i: int, n: int) -> None:
         self.done_bytes += n
-        self.emit(Progress("data", done=self.done_bytes, total=self.total_bytes or None))
+        self.copied[i] += n
+        if self.copied[i] > self.expected[i]:
+            self._expect(i, self.copied[i])
+        self.emit(Progress("data", done=self.done_bytes, total=self.total_bytes or None,
+                           item=self.tables[i].qualified))
+
+    def _expect(self, i: int, size: int) -> None:
+        self.total_bytes += size - self.expected[i]
+        self.expected[i] = size
 
     async def _worker(self, conn: asyncpg.Connection) -> None:
         while True:
@@ -473,7 +489,8 @@ class _Copier:
             self.emit(Progress("data", done=self.done_bytes, total=self.total_bytes or None,
                                item=table.qualified))
             try:
-                rows, info = await copy_table_out(conn, table, member, self._on_bytes)
+                rows, info = await copy_table_out(
+                    conn, table, member, functools.partial(self._on_bytes, i))
             except asyncpg.LockNotAvailableError as exc:
                 raise DatabaseError(
                     f"The backup waited {self.lock_timeout:g}s to read table {table.qualified}, "
@@ -484,6 +501,7 @@ class _Copier:
                 raise DatabaseError(
                     f"Reading table {table.qualified} failed: {describe_pg_error(exc)}."
                 ) from exc
+            self._expect(i, self.copied[i])  # done: its real size (the total may shrink)
             self.results[i] = (
                 name,
                 TableSummary(table.schema, table.name, rows, info.raw_size, info.stored_size),

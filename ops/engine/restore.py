@@ -463,6 +463,15 @@ $mmops$
 """
 
 
+async def _reporting(
+    chunks: AsyncIterator[bytes], sent: Callable[[int], None]
+) -> AsyncIterator[bytes]:
+    """``chunks``, calling ``sent`` with each one's size once COPY has taken it."""
+    async for chunk in chunks:
+        yield chunk
+        sent(len(chunk))
+
+
 async def _member_chunks(reader: ArchiveReader, name: str) -> AsyncIterator[bytes]:
     """Decompress a member one chunk at a time (checksums verified), the next chunk in a worker
     thread while this one is sent, so the server does not wait for the client between chunks.
@@ -507,12 +516,19 @@ async def _load_data(
         label = qualified(*key)
         emit(Progress("data", done=done, total=total or None, item=label))
         columns = list(entry["columns"]) or None
+        start, size = done, int(entry["raw_bytes"])
+
+        def sent(n: int, label: str = label, end: int = start + size) -> None:
+            nonlocal done  # what COPY has taken of this table, never past its listed size
+            done = min(done + n, end)
+            emit(Progress("data", done=done, total=total or None, item=label))
+
         try:
             status = await conn.copy_to_table(
                 key[1],
                 schema_name=key[0],
                 columns=columns,
-                source=_member_chunks(backup.reader, entry["member"]),
+                source=_reporting(_member_chunks(backup.reader, entry["member"]), sent),
                 format="text",
             )
         except ArchiveError as exc:
@@ -529,7 +545,7 @@ async def _load_data(
             raise RestoreFailed(
                 f"Table {label} received {rows} rows but the backup recorded {entry['rows']}."
             )
-        done += entry["raw_bytes"]
+        done = start + size
         emit(Progress("data", done=done, total=total or None, item=label))
         summaries.append(
             TableSummary(key[0], key[1], rows, entry["raw_bytes"], entry["stored_bytes"])

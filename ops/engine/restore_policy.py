@@ -90,7 +90,8 @@ def check_restore_allowed(
             ref, t = blockers[0]
             raise RestoreRefused(
                 f"Table {_q(ref)} references {_q(t)} through a foreign key but is not being "
-                f"restored; add it to --tables (or restore without --tables)."
+                "restored; add it to --tables or pass --with-dependents (or restore without "
+                "--tables)."
             )
     return warnings
 

@@ -28,6 +28,37 @@ class TargetState:
     references: dict[tuple[str, str], frozenset[tuple[str, str]]] = field(default_factory=dict)
 
 
+_FOREIGN_KEYS = """WITH k AS (
+     SELECT conrelid, confrelid FROM pg_catalog.pg_constraint
+     WHERE contype = 'f' AND conparentid = 0),
+   edges AS (
+     -- pg_partition_tree() gives no rows for a plain table: then it stands for itself
+     SELECT DISTINCT coalesce(s.relid, k.conrelid) AS src,
+                     coalesce(d.relid, k.confrelid) AS dst
+     FROM k
+     LEFT JOIN LATERAL (SELECT relid FROM pg_catalog.pg_partition_tree(k.conrelid)
+                        WHERE isleaf) s ON true
+     LEFT JOIN LATERAL (SELECT relid FROM pg_catalog.pg_partition_tree(k.confrelid)
+                        WHERE isleaf) d ON true)
+   SELECT sn.nspname AS src_schema, sc.relname AS src, tn.nspname AS dst_schema,
+          tc.relname AS dst
+   FROM edges e
+   JOIN pg_catalog.pg_class sc ON sc.oid = e.src
+   JOIN pg_catalog.pg_namespace sn ON sn.oid = sc.relnamespace
+   JOIN pg_catalog.pg_class tc ON tc.oid = e.dst
+   JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace"""
+
+
+async def foreign_key_edges(
+    conn: asyncpg.Connection,
+) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """(referencing, referenced) pairs between the tables that hold rows: a key declared on (or
+    pointing at) a partitioned table stands for every leaf partition under it. Read from the
+    catalogs only (no table lock), so the restore plan and the engine see the same keys."""
+    rows = await conn.fetch(_FOREIGN_KEYS)
+    return sorted(((r["src_schema"], r["src"]), (r["dst_schema"], r["dst"])) for r in rows)
+
+
 async def read_target(conn: asyncpg.Connection) -> TargetState:
     database = await conn.fetchval("SELECT current_database()")
     version = await conn.fetchval("SHOW server_version")
@@ -55,33 +86,9 @@ async def read_target(conn: asyncpg.Connection) -> TargetState:
               AND n.nspname NOT LIKE 'pg_temp%' AND {_NOT_EXTENSION_MEMBER}
             GROUP BY n.nspname, c.relname"""
     )
-    # Foreign keys between the tables that hold rows: a key declared on (or pointing at) a
-    # partitioned table stands for every leaf partition under it.
-    fks = await conn.fetch(
-        """WITH k AS (
-             SELECT conrelid, confrelid FROM pg_catalog.pg_constraint
-             WHERE contype = 'f' AND conparentid = 0),
-           edges AS (
-             -- pg_partition_tree() gives no rows for a plain table: then it stands for itself
-             SELECT DISTINCT coalesce(s.relid, k.conrelid) AS src,
-                             coalesce(d.relid, k.confrelid) AS dst
-             FROM k
-             LEFT JOIN LATERAL (SELECT relid FROM pg_catalog.pg_partition_tree(k.conrelid)
-                                WHERE isleaf) s ON true
-             LEFT JOIN LATERAL (SELECT relid FROM pg_catalog.pg_partition_tree(k.confrelid)
-                                WHERE isleaf) d ON true)
-           SELECT sn.nspname AS src_schema, sc.relname AS src, tn.nspname AS dst_schema,
-                  tc.relname AS dst
-           FROM edges e
-           JOIN pg_catalog.pg_class sc ON sc.oid = e.src
-           JOIN pg_catalog.pg_namespace sn ON sn.oid = sc.relnamespace
-           JOIN pg_catalog.pg_class tc ON tc.oid = e.dst
-           JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace"""
-    )
     referenced_by: dict[tuple[str, str], set[tuple[str, str]]] = {}
     references: dict[tuple[str, str], set[tuple[str, str]]] = {}
-    for r in fks:
-        src, dst = (r["src_schema"], r["src"]), (r["dst_schema"], r["dst"])
+    for src, dst in await foreign_key_edges(conn):
         referenced_by.setdefault(dst, set()).add(src)
         references.setdefault(src, set()).add(dst)
     table_columns = {(r["nspname"], r["relname"]): tuple(r["cols"]) for r in cols}

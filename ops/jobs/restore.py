@@ -162,9 +162,14 @@ def inspect_backup_file(path: Path, progress: ProgressCallback | None = None) ->
     if kind is FileKind.ARCHIVE:
         from ..archive import read_manifest, verify_archive
 
+        report = None
         if progress is not None:
             progress(Progress("verify", message=f"checking {path.name}"))
-        verify_archive(path)
+
+            def report(done: int, total: int, member: str) -> None:
+                progress(Progress("verify", done=done, total=total or None, item=member))
+
+        verify_archive(path, report)
         return BackupFile(path, kind, manifest=read_manifest(path))
     return BackupFile(path, kind, foreign=describe_foreign(path, kind))
 
@@ -186,6 +191,7 @@ def prepare_restore(
     no_owner: bool = False,
     no_privileges: bool = False,
     from_database: str | None = None,
+    with_dependents: bool = False,
 ) -> PreparedRestore:
     """Everything up to the confirmation; changes nothing, refuses early. ``from_database``:
     ``latest`` is the newest backup of that database instead of the target's own (the plan
@@ -197,14 +203,15 @@ def prepare_restore(
     if file.kind is FileKind.ARCHIVE:
         assert file.manifest is not None
         plan = build_plan(file.manifest, live, host=transport.label, backup_file=str(path),
-                          mode=mode, tables=tables, force=force)
+                          mode=mode, tables=tables, force=force,
+                          with_dependents=with_dependents)
     else:
         assert file.foreign is not None
         plan = build_foreign_plan(file.foreign, live, host=transport.label,
                                   backup_file=str(path), mode=mode, tables=tables, force=force)
     plan.check_allowed()
     request = RestoreRequest(mode=plan.mode, kind=file.kind.value,
-                             tables=list(plan.selected_tables), force=force,
+                             tables=plan.restore_patterns, force=force,
                              lock_timeout=lock_timeout, jobs=jobs, keep_safety=keep_safety,
                              no_owner=no_owner, no_privileges=no_privileges)
     return PreparedRestore(file, plan, request)

@@ -21,12 +21,24 @@ class LiveTable:
 
 
 @dataclass(frozen=True)
+class LiveForeignKey:
+    """Table ``(schema, name)`` has a foreign key to ``(ref_schema, ref_name)`` (leaf
+    partitions, like ``LiveTable``)."""
+
+    schema: str
+    name: str
+    ref_schema: str
+    ref_name: str
+
+
+@dataclass(frozen=True)
 class LiveStatus:
     database: str
     server: str  # user@host:port/db, never a password
     server_version: str
     alembic_revision: str | None
     tables: list[LiveTable] = field(default_factory=list)
+    foreign_keys: list[LiveForeignKey] = field(default_factory=list)
 
     @property
     def user_tables(self) -> int:
@@ -47,4 +59,7 @@ class LiveStatus:
             alembic_revision=d.get("alembic_revision"),
             tables=[LiveTable(str(t["schema"]), str(t["name"]), int(t["rows"]))
                     for t in d.get("tables", [])],
+            # an older agent sends none: the engine's own check still refuses on the server
+            foreign_keys=[LiveForeignKey(str(k["schema"]), str(k["name"]), str(k["ref_schema"]),
+                                         str(k["ref_name"])) for k in d.get("foreign_keys", [])],
         )

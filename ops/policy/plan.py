@@ -17,7 +17,7 @@ from ..engine.selection import select_tables, unmatched_patterns
 from ..errors import RestoreRefused, UsageError
 from ..interop.describe import ForeignFile
 from ..interop.detect import FileKind
-from .live import LiveStatus
+from .live import LiveForeignKey, LiveStatus
 from .restore_mode import foreign_mode, resolve_mode
 
 
@@ -49,9 +49,18 @@ class Plan:
     dropped: list[DroppedTable] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)  # each overridable by --force
+    blocked: list[str] = field(default_factory=list)  # refusals --force cannot override
     description: str = ""  # what the file is, in words (foreign files)
     selected_tables: list[str] = field(default_factory=list)  # --tables patterns, if any
+    # tables that reference the selection through foreign keys, added by --with-dependents
+    dependents: list[str] = field(default_factory=list)
     force: bool = False
+    dependent_patterns: list[str] = field(default_factory=list)  # the same, as --tables
+
+    @property
+    def restore_patterns(self) -> list[str]:
+        """What the engine is asked to restore: the patterns typed and the dependents added."""
+        return [*self.selected_tables, *self.dependent_patterns]
 
     @property
     def rows_to_load(self) -> int:
@@ -82,6 +91,8 @@ class Plan:
 
     def check_allowed(self) -> None:
         """Raise RestoreRefused (nothing changed) for a refusal not overridden by --force."""
+        if self.blocked:
+            raise RestoreRefused(" ".join(self.blocked) + " Nothing was changed.")
         if self.refusals and not self.force:
             raise RestoreRefused(
                 " ".join(self.refusals) + " Nothing was changed.",
@@ -101,6 +112,35 @@ def _qualified(t: dict[str, Any]) -> str:
     return f"{t['schema']}.{t['name']}"
 
 
+Table = tuple[str, str]
+
+
+def _literal_pattern(table: Table) -> str:
+    """A ``--tables`` pattern that matches exactly ``table``: both parts in double quotes, a
+    quote doubled (``engine.selection`` reads psql's quoting; this is its inverse)."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in table)
+
+
+def _dependents(chosen: set[Table], keys: Sequence[LiveForeignKey]) -> list[Table]:
+    """Every table that references ``chosen`` through foreign keys, directly or through another
+    such table (emptying a referenced table needs its referencing rows gone too), in order."""
+    referenced_by: dict[Table, set[Table]] = {}
+    for k in keys:
+        referenced_by.setdefault((k.ref_schema, k.ref_name), set()).add((k.schema, k.name))
+    found: set[Table] = set()
+    todo = list(chosen)
+    while todo:
+        for ref in referenced_by.get(todo.pop(), ()):
+            if ref not in chosen and ref not in found:
+                found.add(ref)
+                todo.append(ref)
+    return sorted(found)
+
+
+def _q(t: Table) -> str:
+    return f"{t[0]}.{t[1]}"
+
+
 def build_plan(
     manifest: dict[str, Any],
     live: LiveStatus,
@@ -110,16 +150,20 @@ def build_plan(
     mode: str = "auto",
     tables: Sequence[str] | None = None,
     force: bool = False,
+    with_dependents: bool = False,
 ) -> Plan:
     """Compare a .mmops backup's manifest with the live database.
 
     ``tables`` (patterns) restores only those tables, data-only into the existing schema; a
-    pattern matching nothing in the backup is a UsageError.
+    pattern matching nothing in the backup is a UsageError. A live table that references the
+    selection through a foreign key (transitively) must come along: ``with_dependents`` adds
+    it (from the backup), otherwise the plan is blocked naming every such table.
     """
     live_rows = live.rows_by_table()
     patterns = [p for p in tables or () if p]
     resolved = resolve_mode(mode, patterns, bool(live_rows))
     entries = list(manifest.get("tables", []))
+    dependents: list[Table] = []
     if patterns:
         keys = [(t["schema"], t["name"]) for t in entries]
         missing = unmatched_patterns(keys, patterns)
@@ -129,6 +173,9 @@ def build_plan(
                 "nothing was changed."
             )
         chosen = set(select_tables(keys, patterns))
+        dependents = _dependents(chosen, live.foreign_keys)
+        if with_dependents:
+            chosen |= set(dependents)
         entries = [t for t in entries if (t["schema"], t["name"]) in chosen]
     if resolved is RestoreMode.DATA_ONLY:  # alembic_version is compared, never loaded
         entries = [t for t in entries if t["name"] != "alembic_version"]
@@ -146,6 +193,27 @@ def build_plan(
         ]
     warnings: list[str] = []
     refusals: list[str] = []
+    blocked: list[str] = []
+    added: list[Table] = []
+    if patterns:
+        in_backup_keys = {(t["schema"], t["name"]) for t in manifest.get("tables", [])}
+        absent = [d for d in dependents if d not in in_backup_keys]
+        if absent:
+            blocked.append(
+                f"{_tables(absent)} {_verb(absent, 'references', 'reference')} the selected "
+                "tables through a foreign key (directly or through another table) but the "
+                "backup does not hold "
+                f"{'it' if len(absent) == 1 else 'them'}; restore without --tables."
+            )
+        elif dependents and not with_dependents:
+            blocked.append(
+                f"{_tables(dependents)} {_verb(dependents, 'references', 'reference')} the "
+                "selected tables through a foreign key (directly or through another table) "
+                f"and {'has' if len(dependents) == 1 else 'have'} to be restored with them: "
+                "add them to --tables or pass --with-dependents (make: WITH_DEPENDENTS=1)."
+            )
+        elif dependents:
+            added = dependents
     b_db, l_db = str(manifest.get("database")), live.database
     if b_db != l_db and resolved is not RestoreMode.CREATE:
         # Restoring into a fresh, empty database under another name loses nothing; putting
@@ -188,9 +256,22 @@ def build_plan(
         dropped=dropped,
         warnings=warnings,
         refusals=refusals,
+        blocked=blocked,
         selected_tables=patterns,
+        dependents=[_q(t) for t in added],
+        dependent_patterns=[_literal_pattern(t) for t in added],
         force=force,
     )
+
+
+def _tables(tables: Sequence[Table]) -> str:
+    names = ", ".join(map(_q, tables[:10]))
+    more = f" and {len(tables) - 10} more" if len(tables) > 10 else ""
+    return f"Table {names}{more}" if len(tables) == 1 else f"Tables {names}{more}"
+
+
+def _verb(tables: Sequence[Table], one: str, many: str) -> str:
+    return one if len(tables) == 1 else many
 
 
 def _live_match(name: str, live_rows: dict[str, int]) -> str | None:

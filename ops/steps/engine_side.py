@@ -359,7 +359,8 @@ def _checked(
         wanted = set(only) if only is not None else None
         checked = sum(t.rows for t in after.tables
                       if wanted is None or t.qualified in wanted)
-        check = "ok" if only is None else f"ok for the {len(only)} tables restored"
+        check = "ok" if only is None else (
+            f"ok for the {len(only):,} {'table' if len(only) == 1 else 'tables'} restored")
     return RestoreOutcome(
         host=host, database=after.database, kind=kind.value, mode=request.mode,
         tables=restored_tables, rows_restored=rows, row_check=check, rows_checked=checked,

@@ -1,4 +1,5 @@
-"""Read the live database's status: tables that hold rows, their counts, the alembic revision."""
+"""Read the live database's status: tables that hold rows, their counts, the alembic revision,
+the foreign keys between them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import asyncpg
 from ..dburl import DbUrl
 from ..engine.connection import connection
 from ..engine.sql_text import qualified
-from ..policy.live import LiveStatus, LiveTable
+from ..engine.target import foreign_key_edges
+from ..policy.live import LiveForeignKey, LiveStatus, LiveTable
 
 _COUNT_BATCH = 200  # tables counted per query (one round trip, not one per table)
 
@@ -51,6 +53,7 @@ async def live_status_of(conn: asyncpg.Connection, database: str, server: str) -
         server_version=version,
         alembic_revision=revision,
         tables=[LiveTable(s, t, counts.get((s, t), 0)) for s, t in names],
+        foreign_keys=[LiveForeignKey(*src, *dst) for src, dst in await foreign_key_edges(conn)],
     )
 
 

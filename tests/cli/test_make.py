@@ -109,3 +109,15 @@ def test_from_database_needs_no_backup_and_reaches_the_cli(stub_venv: Path) -> N
     usage = _make(f"VENV={stub_venv / 'venv'}", f"BOOTSTRAP_DIR={stub_venv / 'bootstrap'}",
                   "db-restore-ssh", "HOST=staging")
     assert usage.returncode == 2 and "usage: make db-restore-ssh BACKUP=" in usage.stderr
+
+
+@pytest.mark.parametrize("target", ["db-restore-ops", "db-restore-ssh"])
+def test_with_dependents_reaches_the_restore_targets_as_a_flag(stub_venv: Path, target: str
+                                                               ) -> None:
+    res = _make(f"VENV={stub_venv / 'venv'}", f"BOOTSTRAP_DIR={stub_venv / 'bootstrap'}",
+                target, "HOST=app", "BACKUP=latest", "TABLES=documents", "WITH_DEPENDENTS=1")
+    assert res.returncode == 0, res.stderr
+    assert "<--tables><documents><--with-dependents>" in res.stdout
+    off = _make(f"VENV={stub_venv / 'venv'}", f"BOOTSTRAP_DIR={stub_venv / 'bootstrap'}",
+                target, "HOST=app", "BACKUP=latest", "WITH_DEPENDENTS=0")
+    assert off.returncode == 0 and "--with-dependents" not in off.stdout

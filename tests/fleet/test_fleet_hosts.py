@@ -18,6 +18,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.cron_daemon import running_cron_daemon
+
 from .conftest import MMOPS, FleetHosts
 
 pytestmark = [pytest.mark.postgres, pytest.mark.sshd]
@@ -249,13 +251,14 @@ def test_schedule_and_schedule_status_through_make_on_every_host(
         assert " ok " in _row(res.stdout, "bravo")
         assert "failed (10)" in _row(res.stdout, "down")
         # each host's crontab runs its own backup into its own place: a shared REPO got /<name>
-        for name, where in (("alpha", f"{repo}/alpha"), ("bravo", f"{f.home('bravo')}/own-backups")):
+        for name, where in (("alpha", f"{repo}/alpha"),
+                            ("bravo", f"{f.home('bravo')}/own-backups")):
             tab = subprocess.run(["crontab", "-l", "-u", f.servers[name].user], capture_output=True,
                                  text=True).stdout
             assert "scheduled-backup" in tab
             conf = (f.ops_dir(name) / "schedule").rglob("*")
-            assert any(where in p.read_text() for p in conf if p.is_file() and p.suffix != ".env"), \
-                name
+            assert any(where in p.read_text() for p in conf
+                       if p.is_file() and p.suffix != ".env"), name
         res = f.make("schedule-status", HOSTS=str(inv), FLEET_LOG_DIR=str(tmp_path / "status"))
         print(res.stdout, res.stderr)
         for name in ("alpha", "bravo"):

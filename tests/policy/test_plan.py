@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from ops.engine.results import RestoreMode
+from ops.engine.selection import select_tables
 from ops.errors import ArchiveError, RestoreRefused, UsageError
 from ops.interop.describe import ForeignFile, describe_legacy_json, describe_sql_script
 from ops.interop.detect import FileKind, detect_kind
 from ops.policy.keep_newest import select_beyond_newest
-from ops.policy.live import LiveStatus, LiveTable
+from ops.policy.live import LiveForeignKey, LiveStatus, LiveTable
 from ops.policy.plan import build_foreign_plan, build_plan, row_mismatches
 from ops.policy.restore_mode import resolve_mode
 
@@ -203,3 +204,55 @@ def test_safety_retention_is_per_database_by_the_backups_own_time() -> None:
     assert select_beyond_newest(items, keep=0)  # never fewer than one per database kept
     assert [n for n in select_beyond_newest(items, keep=1) if "zeta" in n] == [
         "safety-zeta-20260101T000000Z.mmops"]
+
+
+FK_MANIFEST = {**MANIFEST, "tables": [
+    *MANIFEST["tables"], {"schema": "public", "name": "shares", "rows": 4},
+    {"schema": "we.ird", "name": 'q"t', "rows": 2}]}
+FK_LIVE = LiveStatus(
+    database="app", server="u@h/app", server_version="15", alembic_revision="r2",
+    tables=[LiveTable("public", "users", 5), LiveTable("public", "documents", 7),
+            LiveTable("public", "shares", 1), LiveTable("we.ird", 'q"t', 0)],
+    foreign_keys=[LiveForeignKey("public", "documents", "public", "users"),
+                  LiveForeignKey("public", "shares", "public", "documents"),
+                  LiveForeignKey("we.ird", 'q"t', "public", "shares")])
+
+
+def test_tables_referencing_the_selection_block_the_plan_even_with_force() -> None:
+    plan = build_plan(FK_MANIFEST, FK_LIVE, host="h", backup_file="f", tables=["users"],
+                      force=True)
+    assert plan.blocked == [
+        'Tables public.documents, public.shares, we.ird.q"t reference the selected tables '
+        "through a foreign key (directly or through another table) and have to be restored "
+        "with them: add them to --tables or pass --with-dependents (make: WITH_DEPENDENTS=1)."]
+    with pytest.raises(RestoreRefused, match="public.shares"):
+        plan.check_allowed()
+    leaf = build_plan(FK_MANIFEST, FK_LIVE, host="h", backup_file="f", tables=['"we.ird".*'])
+    assert leaf.blocked == [] and leaf.dependents == []
+
+
+def test_with_dependents_adds_the_referencing_tables_transitively_as_exact_patterns() -> None:
+    plan = build_plan(FK_MANIFEST, FK_LIVE, host="h", backup_file="f", tables=["users"],
+                      with_dependents=True)
+    plan.check_allowed()
+    assert plan.dependents == ["public.documents", "public.shares", 'we.ird.q"t']
+    assert [t.table for t in plan.tables] == [
+        "public.users", "public.documents", "public.shares", 'we.ird.q"t']
+    keys = [(t["schema"], t["name"]) for t in FK_MANIFEST["tables"]]
+    # what the engine is asked for selects exactly those tables, odd names included
+    assert select_tables(keys, plan.restore_patterns) == [
+        ("public", "users"), ("public", "documents"), ("public", "shares"), ("we.ird", 'q"t')]
+
+
+def test_a_dependent_the_backup_lacks_blocks_the_plan_naming_it() -> None:
+    plan = build_plan(MANIFEST, FK_LIVE, host="h", backup_file="f", tables=["documents"],
+                      with_dependents=True)
+    assert plan.blocked and "public.shares" in plan.blocked[0]
+    assert "the backup does not hold them" in plan.blocked[0]
+
+
+def test_a_status_from_an_older_agent_has_no_foreign_keys_and_still_parses() -> None:
+    d = FK_LIVE.to_dict()
+    assert LiveStatus.from_dict(d) == FK_LIVE
+    del d["foreign_keys"]
+    assert LiveStatus.from_dict(d).foreign_keys == []

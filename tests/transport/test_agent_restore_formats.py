@@ -74,8 +74,12 @@ def test_tables_restores_only_those_tables_and_checks_only_their_rows(
     # documents alone: document_recovery (not selected, holds rows) references it → refused.
     res = remote.make("db-restore-ops", BACKUP=str(pristine), TABLES="documents", YES="1")
     assert res.returncode != 0, res.stdout
-    assert "document_recovery" in res.stderr and "references" in res.stderr
-    # refused by the engine's own checks before anything happened, safety backup included
+    assert "document_recovery" in res.stderr and "reference" in res.stderr
+    assert "WITH_DEPENDENTS=1" in res.stderr
+    # refused by the plan, before it is shown for confirmation and before the file is uploaded
+    # (the engine's own check, after the upload, is only the last line of defence)
+    assert "Restore onto" not in res.stdout
+    assert "… transfer" not in res.stderr and "uploaded" not in res.stderr
     assert "The safety backup is" not in res.stderr
     assert data_digest(remote.url) == changed
 
@@ -92,6 +96,23 @@ def test_tables_restores_only_those_tables_and_checks_only_their_rows(
     assert _table(after, "users") == _table(changed, "users")  # not selected: still changed
     assert len(_safety(remote)) == min(len(safety_before) + 1, 5)
     assert remote.leftover_tmp() == []
+
+
+@pytest.mark.postgres
+@pytest.mark.sshd
+def test_with_dependents_brings_the_referencing_tables_through_the_agent(
+    provisioned: Remote, pristine: Path
+) -> None:
+    remote = provisioned
+    original = data_digest(remote.url)
+    _sql(remote, "UPDATE documents SET title = title || ' (edited)'")
+    res = remote.make("db-restore-ops", BACKUP=str(pristine), TABLES="documents", YES="1",
+                      WITH_DEPENDENTS="1")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "--with-dependents" in res.stdout  # make echoes the flag it passes
+    dependents = next(ln for ln in res.stdout.splitlines() if ln.startswith("  dependents "))
+    assert "public.document_recovery" in dependents
+    assert _table(data_digest(remote.url), "documents") == _table(original, "documents")
 
 
 def _pg_dump(remote: Remote, target: Path, *extra: str) -> Path:
