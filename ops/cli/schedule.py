@@ -204,6 +204,8 @@ def status_cmd(as_json: bool, **remote: Any) -> None:
             echo_json({"health": health.to_dict()})
         else:
             click.echo(health.line(label))
+        # The sentence on stderr too, as every error: a fleet row shows it.
+        click.echo(f"error: {exc}", err=True)
         click.get_current_context().exit(health.code)
         return
     health = _health(info)
@@ -246,7 +248,7 @@ def _render_status(info: dict[str, Any], label: str) -> None:
 
 @schedule.command("run-now")
 @_remote_options
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the run's result as JSON on stdout.")
 def run_now_cmd(as_json: bool, **remote: Any) -> None:
     """Run the scheduled backup once, now, the way its scheduler starts it (the crontab
     line, or the systemd service with its hardening), to prove it works. Exit 0 when it

@@ -46,8 +46,8 @@ def _schedule_status(result: dict[str, Any]) -> tuple[int | None, str]:
         return None, "no scheduled backup installed"
     last = result.get("last") or {}
     state = "" if result.get("present", True) else " (MISSING from the scheduler)"
-    last_text = (f"last {last.get('result', '-')} at {last.get('finished') or last.get('started')}"
-                 if last else "never ran")
+    when = last.get("finished") or last.get("started")
+    last_text = f"last {last.get('result') or '-'} at {when}" if when else "never ran"
     return None, (f"{result.get('scheduler', '?')}{state}, next {result.get('next_run') or '-'}, "
                   f"{last_text}")
 

@@ -153,10 +153,12 @@ def publish(
             f"{repo.url} holds {name} with {stored} bytes after {digest.size} were written; "
             "it does not count as a backup.", hint="Check the storage, then back up again.")
     if meta is not None:
-        write_meta(repo, name, {**meta, "size": stored, "encrypted": bool(encrypt_to),
+        # A file that is already age-encrypted (.age) is stored as it is: still encrypted.
+        write_meta(repo, name, {**meta, "size": stored,
+                                "encrypted": bool(encrypt_to) or name.endswith(".age"),
                                 "stored_sha256": digest.sha256})
     return PublishOutcome(repository=repo.url, name=name, size_bytes=stored,
-                          encrypted=bool(encrypt_to))
+                          encrypted=bool(encrypt_to) or name.endswith(".age"))
 
 
 def prune(repo: Repository, database_name: str, keep: str

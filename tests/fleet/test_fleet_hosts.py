@@ -264,7 +264,9 @@ def test_schedule_and_schedule_status_through_make_on_every_host(
         for name in ("alpha", "bravo"):
             row = _row(res.stdout, name)
             assert " ok " in row and "cron" in row and "never ran" in row, row
-        assert "failed (10)" in _row(res.stdout, "down")
+        # a status that cannot be read is UNKNOWN (3), with the reason
+        assert "failed (3)" in _row(res.stdout, "down")
+        assert "Cannot connect" in _row(res.stdout, "down")
         res = f.make("unschedule-ops", HOSTS=str(inv), FLEET_LOG_DIR=str(tmp_path / "remove"))
         for name in ("alpha", "bravo"):
             assert " ok " in _row(res.stdout, name)
