@@ -66,7 +66,5 @@ async def check_roles(conn: asyncpg.Connection, scripts: SchemaScripts) -> list[
             + "; nothing was changed.",
             hint=f"Create the roles first (CREATE ROLE …), or restore with {' and '.join(fixes)}.",
         )
-    if missing_owners or foreign_owners:
-        notes.append(f"owner role(s) {_names(missing_owners | foreign_owners)} not used "
-                     "(--no-owner)")
+    # With --no-owner the scripts name no owners at all, so any owner problem was raised above.
     return notes

@@ -69,7 +69,6 @@ class _Backup:
             (t["schema"], t["name"]): t for t in self.manifest["tables"]
         }
         self.legacy: LegacySchema | None = None
-        self.schema_file: Path | None = None
         if SCHEMA_DUMP_MEMBER in names:
             catalog = parse_json_member(reader.read_member(CATALOG_MEMBER), CATALOG_MEMBER)
             self.sequences = sequences_from_json(catalog)
